@@ -1,0 +1,286 @@
+"""Read any supported checkpoint into one state dict and the config it implies.
+
+Checkpoints are untrusted input: ``.pth`` files go through ``torch.load(weights_only=True)``
+(no arbitrary objects are ever unpickled), everything else is safetensors.
+
+What is read from where:
+- encoder size and head widths: tensor shapes;
+- V1 or V2, metric or relative: depthcli metadata, a transformers ``config.json``, or the
+  published file names (``depth_anything_vits14.pth`` is V1, ``depth_anything_v2_*`` is V2,
+  ``*metric_hypersim*`` / ``*metric_vkitti*`` are the 20 m / 80 m metric models);
+  an explicit ``version=`` / ``max_depth=`` wins over all of them.
+"""
+from __future__ import annotations
+
+import json
+import math
+import pickle
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import checkpoint_keys as keys
+from .configs import METRIC_MAX_DEPTH, ModelConfig, encoder_for_shapes
+from .depth_anything import DepthAnything
+
+METADATA_FORMAT = "depthcli"
+MAX_KEYS_SHOWN = 4
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or does not fit a Depth-Anything model."""
+
+
+@dataclass
+class Checkpoint:
+    state: dict[str, torch.Tensor]  # depthcli names
+    config: ModelConfig
+    source: str
+    layout: str  # "original", "transformers" or "depthcli"
+
+
+# ----------------------------------------------------------------------------------- reading
+def _load_pickle_safely(path: Path) -> dict:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path.name}: refused to load: it holds objects other than tensors "
+                              f"({first[:160]})") from e
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
+        raise CheckpointError(f"{path.name}: not a readable PyTorch checkpoint "
+                              f"({str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__})"
+                              ) from e
+    for wrapper in ("model", "state_dict", "module"):
+        if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
+            obj = obj[wrapper]
+    if not isinstance(obj, dict) or not obj:
+        raise CheckpointError(f"{path.name}: holds no state dict of tensors")
+    return obj
+
+
+def _load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = dict(f.metadata() or {})
+            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no items()
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path.name}: not a readable safetensors file ({str(e)[:160]})") from e
+    return state, meta
+
+
+def _read_directory(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """A transformers model folder or hub snapshot: config.json + weights."""
+    cfg_file = path / "config.json"
+    try:
+        config = json.loads(cfg_file.read_text()) if cfg_file.exists() else {}
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{cfg_file}: unreadable config.json ({e})") from e
+    index = path / "model.safetensors.index.json"
+    if index.exists():
+        try:
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (OSError, ValueError, KeyError) as e:
+            raise CheckpointError(f"{index}: unreadable shard index ({e})") from e
+        state: dict[str, torch.Tensor] = {}
+        for shard in shards:
+            state.update(_load_safetensors(path / shard)[0])
+        return state, config
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (path / name).exists():
+            state = (_load_safetensors(path / name)[0] if name.endswith(".safetensors")
+                     else _load_pickle_safely(path / name))
+            return state, config
+    raise CheckpointError(f"{path}: folder has no model.safetensors or pytorch_model.bin")
+
+
+def _only_tensors(state: dict, source: str) -> dict[str, torch.Tensor]:
+    bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(f"{source}: entries that are not tensors: {', '.join(map(str, bad[:MAX_KEYS_SHOWN]))}")
+    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+
+
+# ----------------------------------------------------------------------------------- layout
+def _layout(state: dict[str, torch.Tensor]) -> str:
+    firsts = {k.split(".", 1)[0] for k in state}
+    if "pretrained" in firsts or "depth_head" in firsts:
+        return "original"
+    if "backbone" in firsts or "neck" in firsts:
+        return "transformers"
+    if "encoder" in firsts or "reassemble" in firsts:
+        return "depthcli"
+    raise CheckpointError("not a Depth-Anything checkpoint: unknown keys "
+                          + ", ".join(sorted(state)[:MAX_KEYS_SHOWN]))
+
+
+def _to_depthcli_names(state: dict[str, torch.Tensor], layout: str, source: str) -> dict[str, torch.Tensor]:
+    if layout == "depthcli":
+        return state
+    rules, unused = ((keys.ORIGINAL_RULES, keys.ORIGINAL_UNUSED) if layout == "original"
+                     else (keys.TRANSFORMERS_RULES, keys.TRANSFORMERS_UNUSED))
+    renamed, unknown = keys.rename(state, rules, unused)
+    if unknown:
+        raise CheckpointError(f"{source}: unexpected keys for a {layout}-layout Depth-Anything checkpoint: "
+                              + ", ".join(unknown[:MAX_KEYS_SHOWN])
+                              + (f" (+{len(unknown) - MAX_KEYS_SHOWN} more)" if len(unknown) > MAX_KEYS_SHOWN else ""))
+    return keys.fuse_qkv(renamed) if layout == "transformers" else renamed
+
+
+# ----------------------------------------------------------------------------------- config
+def _shape(state: dict[str, torch.Tensor], key: str, source: str) -> tuple[int, ...]:
+    if key not in state:
+        raise CheckpointError(f"{source}: missing key {key}")
+    return tuple(state[key].shape)
+
+
+def _version_from_name(name: str) -> int | None:
+    name = name.lower()
+    if re.search(r"depth[_-]?anything[_-]?v2|(^|[_-])v2([_-]|$)", name):
+        return 2
+    if re.search(r"depth[_-]?anything[_-]?(vit[sblg]14|small|base|large)", name):
+        return 1
+    return None
+
+
+def _max_depth_from_name(name: str) -> float | None:
+    name = name.lower()
+    for dataset, metres in METRIC_MAX_DEPTH.items():
+        if dataset in name:
+            return metres
+    if "metric" in name:
+        if "indoor" in name:
+            return METRIC_MAX_DEPTH["hypersim"]
+        if "outdoor" in name:
+            return METRIC_MAX_DEPTH["vkitti"]
+    return None
+
+
+def _infer_config(state: dict[str, torch.Tensor], source: str, *, name: str, meta: dict,
+                  version: int | None, max_depth: float | None) -> ModelConfig:
+    embed_dim = _shape(state, "encoder.cls_token", source)[-1]
+    blocks = {int(m.group(1)) for k in state if (m := re.match(r"encoder\.blocks\.(\d+)\.", k))}
+    if not blocks:
+        raise CheckpointError(f"{source}: no transformer blocks found")
+    out_channels = tuple(_shape(state, f"reassemble.projections.{i}.weight", source)[0] for i in range(4))
+    features = _shape(state, "reassemble.to_features.0.weight", source)[0]
+    heads = meta.get("num_heads")
+    enc = encoder_for_shapes(embed_dim, max(blocks) + 1, int(heads) if heads else None,
+                             out_channels=out_channels, features=features)  # type: ignore[arg-type]
+    taps = tuple(int(t) for t in meta["taps"]) if meta.get("taps") else ()
+    implied = (1 if taps == tuple(range(enc.depth - 4, enc.depth)) else 2) if taps else None
+    if version is None:
+        version = meta.get("version") or implied or _version_from_name(name)
+    if version is None:
+        raise CheckpointError(f"{source}: cannot tell whether this is a Depth-Anything V1 or V2 checkpoint "
+                              f"(same tensors, different feature taps); pass --model-version 1 or 2 "
+                              f"(version=1 or 2 in Python)")
+    version = int(version)
+    if implied is not None and implied != version:
+        taps = ()  # an explicit version overrides the taps that came with the file
+    if max_depth is None:
+        md = meta.get("max_depth")
+        max_depth = float(md) if md not in (None, "", "none") else _max_depth_from_name(name)
+    try:
+        return ModelConfig(enc, version=version, max_depth=max_depth, taps=taps)
+    except ValueError as e:
+        raise CheckpointError(f"{source}: {e}") from e
+
+
+def _transformers_meta(config: dict) -> dict:
+    """version/taps/metric/heads from a transformers DepthAnythingConfig dict."""
+    if config.get("model_type") not in (None, "depth_anything"):
+        raise CheckpointError(f"config.json is for a {config.get('model_type')!r} model, not depth_anything")
+    backbone = config.get("backbone_config") or {}
+    meta: dict = {}
+    if backbone.get("num_attention_heads"):
+        meta["num_heads"] = backbone["num_attention_heads"]
+    if backbone.get("out_indices"):  # stage 0 is the embedding, so stage i is block i - 1
+        meta["taps"] = [int(i) - 1 for i in backbone["out_indices"]]
+    if config.get("depth_estimation_type") == "metric":
+        meta["max_depth"] = config.get("max_depth") or 1.0
+    return meta
+
+
+# ----------------------------------------------------------------------------------- public
+def read_checkpoint(source: str | Path, *, version: int | None = None,
+                    max_depth: float | None = None) -> Checkpoint:
+    """Read a checkpoint file or folder into depthcli names and the config it implies."""
+    path = Path(source)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file or folder")
+    meta: dict = {}
+    name = path.name
+    if path.is_dir():
+        raw, config = _read_directory(path)
+        if config.get("model_type") == "depth_anything" or "backbone_config" in config:
+            meta = _transformers_meta(config)
+        elif "encoder" in config:  # the V1 hub repos: PyTorchModelHubMixin config + original keys
+            meta = {"version": 1}
+        name = str(path)  # hub snapshot folders carry the repo name higher up
+    elif path.suffix == ".safetensors":
+        raw, file_meta = _load_safetensors(path)
+        if file_meta.get("format") == METADATA_FORMAT:
+            meta = {k.split(".", 1)[1]: v for k, v in file_meta.items() if k.startswith("depthcli.")}
+            if meta.get("taps"):
+                meta["taps"] = meta["taps"].split(",")
+        elif "config" in file_meta:
+            meta = _transformers_meta(json.loads(file_meta["config"]))
+    else:
+        raw = _load_pickle_safely(path)
+    state = _only_tensors(raw, path.name)
+    layout = _layout(state)
+    state = _to_depthcli_names(state, layout, path.name)
+    config = _infer_config(state, path.name, name=name, meta=meta, version=version, max_depth=max_depth)
+    return Checkpoint(state=state, config=config, source=str(path), layout=layout)
+
+
+def build_model(checkpoint: Checkpoint) -> DepthAnything:
+    """Construct the network for a checkpoint and load it strictly, naming the first bad keys."""
+    with torch.device("meta"):
+        model = DepthAnything(checkpoint.config)
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in checkpoint.state]
+    unexpected = [k for k in checkpoint.state if k not in expected]
+    misshaped = [f"{k} {tuple(checkpoint.state[k].shape)} (want {tuple(v.shape)})"
+                 for k, v in expected.items() if k in checkpoint.state and checkpoint.state[k].shape != v.shape]
+    problems = []
+    for label, items in (("missing keys", missing), ("unexpected keys", unexpected),
+                         ("wrong shapes", misshaped)):
+        if items:
+            more = f" (+{len(items) - MAX_KEYS_SHOWN} more)" if len(items) > MAX_KEYS_SHOWN else ""
+            problems.append(f"{label}: {', '.join(items[:MAX_KEYS_SHOWN])}{more}")
+    if problems:
+        raise CheckpointError(f"{Path(checkpoint.source).name}: does not fit a "
+                              f"{checkpoint.config.encoder.name} Depth-Anything model; " + "; ".join(problems))
+    bad = [k for k, v in checkpoint.state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{Path(checkpoint.source).name}: non-finite values in {', '.join(bad[:MAX_KEYS_SHOWN])}")
+    model.load_state_dict({k: v.float() for k, v in checkpoint.state.items()}, strict=True, assign=True)
+    return model.eval()
+
+
+def save_safetensors(model: DepthAnything, path: str | Path) -> None:
+    """Write depthcli's own format: safetensors plus the metadata that makes it self-describing."""
+    from safetensors.torch import save_file
+
+    cfg = model.config
+    meta = {
+        "format": METADATA_FORMAT,
+        "depthcli.version": str(cfg.version),
+        "depthcli.encoder": cfg.encoder.name,
+        "depthcli.num_heads": str(cfg.encoder.num_heads),
+        "depthcli.taps": ",".join(map(str, cfg.taps)),
+        "depthcli.max_depth": "" if cfg.max_depth is None else repr(cfg.max_depth),
+    }
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(path), metadata=meta)
+
+
+def parameter_count(model: torch.nn.Module) -> int:
+    return sum(math.prod(p.shape) for p in model.parameters())

@@ -1,0 +1,54 @@
+"""DPT fusion (RefineNet style): from the coarsest level down, add the skip level through a
+residual conv unit, refine, upsample x2 (bilinear, align_corners=True), project with 1x1."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ResidualConvUnit(nn.Module):
+    """x + conv(relu(conv(relu(x))))."""
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(features, features, kernel_size=3, padding=1)
+        self.conv2 = nn.Conv2d(features, features, kernel_size=3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.relu(self.conv1(F.relu(x))))
+
+
+class FusionBlock(nn.Module):
+    def __init__(self, features: int, *, takes_skip: bool = True) -> None:
+        super().__init__()
+        # the coarsest block has nothing to fuse; the originals still build (and ship) its unit
+        self.skip_unit = ResidualConvUnit(features) if takes_skip else None
+        self.refine_unit = ResidualConvUnit(features)
+        self.out_conv = nn.Conv2d(features, features, kernel_size=1)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None,
+                size: tuple[int, int] | None = None) -> torch.Tensor:
+        if skip is not None:
+            x = x + self.skip_unit(skip)
+        x = self.refine_unit(x)
+        if size is None:
+            x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
+        else:
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=True)
+        return self.out_conv(x)
+
+
+class Fusion(nn.Module):
+    """Four fusion blocks; ``blocks[0]`` works on the finest level, ``blocks[3]`` on the coarsest."""
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(FusionBlock(features, takes_skip=i < 3) for i in range(4))
+
+    def forward(self, pyramid: list[torch.Tensor]) -> torch.Tensor:
+        l1, l2, l3, l4 = pyramid
+        path = self.blocks[3](l4, size=l3.shape[-2:])
+        path = self.blocks[2](path, l3, size=l2.shape[-2:])
+        path = self.blocks[1](path, l2, size=l1.shape[-2:])
+        return self.blocks[0](path, l1)

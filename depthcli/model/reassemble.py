@@ -1,0 +1,35 @@
+"""DPT reassembly: turn the four tapped token grids into a feature pyramid at 4x, 2x, 1x and 1/2x
+of the patch grid, then bring every level to the fusion width with a 3x3 convolution."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _resampler(level: int, channels: int) -> nn.Module:
+    """Finest level first: x4 and x2 transposed convolutions, identity, stride-2 convolution."""
+    if level == 0:
+        return nn.ConvTranspose2d(channels, channels, kernel_size=4, stride=4)
+    if level == 1:
+        return nn.ConvTranspose2d(channels, channels, kernel_size=2, stride=2)
+    if level == 2:
+        return nn.Identity()
+    return nn.Conv2d(channels, channels, kernel_size=3, stride=2, padding=1)
+
+
+class Reassemble(nn.Module):
+    def __init__(self, embed_dim: int, out_channels: tuple[int, ...], features: int) -> None:
+        super().__init__()
+        self.projections = nn.ModuleList(nn.Conv2d(embed_dim, c, kernel_size=1) for c in out_channels)
+        self.resamplers = nn.ModuleList(_resampler(i, c) for i, c in enumerate(out_channels))
+        self.to_features = nn.ModuleList(
+            nn.Conv2d(c, features, kernel_size=3, padding=1, bias=False) for c in out_channels)
+
+    def forward(self, tokens: list[torch.Tensor], grid_h: int, grid_w: int) -> list[torch.Tensor]:
+        pyramid = []
+        for tokens_bnc, project, resample, to_features in zip(
+                tokens, self.projections, self.resamplers, self.to_features):
+            b, _, c = tokens_bnc.shape
+            grid_bchw = tokens_bnc.transpose(1, 2).reshape(b, c, grid_h, grid_w)
+            pyramid.append(to_features(resample(project(grid_bchw))))
+        return pyramid

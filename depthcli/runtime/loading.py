@@ -1,0 +1,39 @@
+"""Turn a model source (checkpoint path, folder, or registry name) into a ready network."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..model import DepthAnything, build_model, read_checkpoint
+from .device import pick_device, pick_dtype
+
+
+def resolve_source(source: str | Path) -> Path:
+    """A local path as is; otherwise a registry name, fetched into the Hugging Face cache."""
+    path = Path(source).expanduser()
+    if path.exists():
+        return path
+    from ..hub import registry
+
+    if str(source) in registry.MODELS:
+        from ..hub.download import fetch_model
+
+        return fetch_model(str(source))
+    from ..model import CheckpointError
+
+    raise CheckpointError(f"{source}: no such file, folder or model name "
+                          f"(names: {', '.join(registry.MODELS)})")
+
+
+def load_model(source: str | Path, *, version: int | None = None, device: str | torch.device | None = None,
+               dtype: str | torch.dtype | None = None, max_depth: float | None = None) -> DepthAnything:
+    """Load a Depth-Anything model from any supported checkpoint, in eval mode.
+
+    ``version`` (1 or 2) and ``max_depth`` (metres, metric models) override what the file says.
+    ``device`` defaults to the best available; ``dtype`` to float32 ("fp16"/"bf16" accepted).
+    """
+    dev = pick_device(device)
+    dt = pick_dtype(dtype, dev)
+    model = build_model(read_checkpoint(resolve_source(source), version=version, max_depth=max_depth))
+    return model.to(device=dev, dtype=dt).eval()
