@@ -1,12 +1,55 @@
-"""The ``depthcli`` command group. Subcommands live one per module and import torch lazily."""
+"""The ``depthcli`` command group. Subcommands live one per module and import torch lazily,
+so ``depthcli --version`` and ``--help`` stay instant."""
 from __future__ import annotations
 
 import click
 
 from .._version import __version__
 
+SUBCOMMANDS = {  # name -> module under depthcli.cli, loaded on first use
+    "image": "image",
+    "video": "video",
+    "webcam": "webcam",
+    "models": "models",
+    "download": "models",
+    "convert": "models",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [name for name in SUBCOMMANDS if self._load(name) is not None]
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        return self._load(name)
+
+    @staticmethod
+    def _load(name: str) -> click.Command | None:
+        import importlib
+
+        module_name = SUBCOMMANDS.get(name)
+        if module_name is None:
+            return None
+        try:
+            module = importlib.import_module(f"depthcli.cli.{module_name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"depthcli.cli.{module_name}":
+                return None  # not built yet
+            raise
+        return getattr(module, f"{name}_command", None)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="depthcli")
-def main() -> None:
-    """Depth maps from images, videos and webcams with Depth-Anything (V1 and V2)."""
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """Depth maps from images, videos and webcams with Depth-Anything (V1 and V2).
+
+    \b
+    Exit codes: 0 ok, 1 some inputs failed (the rest were written), 2 usage error,
+    3 model/weights problem, 4 device or memory problem, 5 input could not be opened,
+    130 interrupted (outputs written so far are complete).
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
