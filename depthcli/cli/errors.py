@@ -44,6 +44,10 @@ def handle_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         click.echo("depthcli: interrupted", err=True)
         sys.exit(exit_codes.INTERRUPTED)
+    except BrokenPipeError:
+        # the reader of our stdout went away (`depthcli models | head`): not an error worth a line
+        _silence_stdout()
+        sys.exit(exit_codes.OK)
     except BaseException as exc:  # noqa: BLE001 - the point is to never show a raw traceback
         if isinstance(exc, SystemExit):
             raise
@@ -56,6 +60,17 @@ def handle_errors() -> Iterator[None]:
         if _is_out_of_memory(exc):
             raise CliError(f"out of memory: {_one_line(exc)}", exit_codes.DEVICE) from None
         raise CliError(f"{type(exc).__name__}: {_one_line(exc)}", exit_codes.SOME_FAILED) from None
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not raise again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:

@@ -1,0 +1,154 @@
+"""Depth for a stream of frames with decoding, inference and encoding overlapped.
+
+Three stages joined by bounded queues:
+
+    frames (decode + preprocess, worker thread) -> model (caller's thread) -> sink (render +
+    encode, worker thread)
+
+The model runs in the caller's thread so Ctrl-C lands there; on interrupt the reader stops, the
+frames already inferred are still handed to the sink (so the output holds every finished
+frame), and the KeyboardInterrupt is re-raised.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .predictor import DepthPredictor, Prediction
+from .stats import FrameStats
+
+_DONE = object()
+POLL_S = 0.1
+
+
+@dataclass
+class StreamResult:
+    frames: int = 0
+    wall_s: float = 0.0
+    stats: list[FrameStats] = field(default_factory=list)
+    source_error: BaseException | None = None  # the frame source failed midway (frames so far kept)
+
+    @property
+    def model_fps(self) -> float:
+        """Frames per second the model alone would sustain (median forward time)."""
+        if not self.stats:
+            return 0.0
+        ms = sorted(s.infer_ms for s in self.stats)[len(self.stats) // 2]
+        return 1000.0 / ms if ms > 0 else float("inf")
+
+    @property
+    def end_to_end_fps(self) -> float:
+        return self.frames / self.wall_s if self.wall_s > 0 else 0.0
+
+
+class _Stage(threading.Thread):
+    """A worker that records its exception instead of dying silently."""
+
+    def __init__(self, target: Callable[[], None], name: str) -> None:
+        super().__init__(name=name, daemon=True)
+        self._fn = target
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._fn()
+        except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
+            self.error = e
+
+
+def _put(q: queue.Queue, item: object, stop: threading.Event) -> bool:
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=POLL_S)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def stream_depth(frames: Iterable[tuple[int, np.ndarray]], predictor: DepthPredictor,
+                 sink: Callable[[int, np.ndarray, Prediction], None], *,
+                 on_frame: Callable[[FrameStats], None] | None = None, queue_size: int = 4) -> StreamResult:
+    """Run every (index, BGR frame) through the model and hand (index, frame, prediction) to
+    ``sink`` in order. Returns timing; raises the sink's error, or KeyboardInterrupt."""
+    stop = threading.Event()
+    to_model: queue.Queue = queue.Queue(maxsize=queue_size)
+    to_sink: queue.Queue = queue.Queue(maxsize=queue_size)
+    result = StreamResult()
+
+    def read() -> None:
+        try:
+            for index, frame in frames:
+                if stop.is_set():
+                    return
+                if not _put(to_model, (index, frame, predictor.prepare(frame, f"frame {index}")), stop):
+                    return
+        finally:
+            _put(to_model, _DONE, stop)
+
+    def write() -> None:
+        while True:
+            item = to_sink.get()
+            if item is _DONE:
+                return
+            sink(*item)
+
+    reader, writer = _Stage(read, "depthcli-read"), _Stage(write, "depthcli-write")
+    t0 = time.perf_counter()
+    reader.start()
+    writer.start()
+    try:
+        while writer.is_alive():
+            try:
+                item = to_model.get(timeout=POLL_S)
+            except queue.Empty:
+                if not reader.is_alive() and to_model.empty():
+                    break
+                continue
+            if item is _DONE:
+                break
+            index, frame, prepared = item
+            prediction = predictor.infer(prepared)
+            result.stats.append(prediction.stats)
+            if on_frame is not None:
+                on_frame(prediction.stats)
+            while writer.is_alive():
+                try:
+                    to_sink.put((index, frame, prediction), timeout=POLL_S)
+                    break
+                except queue.Full:
+                    continue
+    except KeyboardInterrupt:
+        stop.set()
+        _finish(writer, to_sink)
+        raise
+    finally:
+        stop.set()
+    _finish(writer, to_sink)
+    reader.join(timeout=5)
+    result.wall_s = time.perf_counter() - t0
+    if writer.error is not None:
+        raise writer.error
+    result.frames = len(result.stats)
+    result.source_error = reader.error
+    return result
+
+
+def _finish(writer: _Stage, to_sink: queue.Queue) -> None:
+    """Let the sink write everything already inferred, then stop it."""
+    while writer.is_alive():
+        try:
+            to_sink.put(_DONE, timeout=POLL_S)
+            break
+        except queue.Full:
+            continue
+    while writer.is_alive():
+        try:
+            writer.join(timeout=POLL_S)
+        except KeyboardInterrupt:  # a second Ctrl-C: still let the writer finish its frame
+            continue
