@@ -104,11 +104,12 @@ def hf_config(spec: ModelSpec, version: int | None = None) -> DepthAnythingConfi
     return config
 
 
-def sample_image(seed: int, height: int = NATIVE_SIZE, width: int = NATIVE_SIZE, batch: int = 1) -> torch.Tensor:
+def sample_image(seed: int, height: int = NATIVE_SIZE, width: int = NATIVE_SIZE,
+                 batch: int = 1) -> torch.Tensor:
     """A normalised-image-like input: smooth structure plus pixel noise, unit scale."""
     g = torch.Generator().manual_seed(seed)
     coarse = torch.randn(batch, 3, max(2, height // 32), max(2, width // 32), generator=g)
-    smooth = torch.nn.functional.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=False)
+    smooth = nn.functional.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=False)
     return smooth + 0.5 * torch.randn(batch, 3, height, width, generator=g)
 
 
@@ -208,7 +209,8 @@ _ATTENTION_V5_TO_PRE_V5 = {"q_proj": "attention.query", "k_proj": "attention.key
 def to_pre_v5_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """transformers < 5 names: ``attention.attention.query`` ... ``attention.output.dense``."""
     pattern = re.compile(r"\.attention\.(q_proj|k_proj|v_proj|o_proj)\.")
-    return {pattern.sub(lambda m: f".attention.{_ATTENTION_V5_TO_PRE_V5[m[1]]}.", k): v for k, v in state.items()}
+    new_name = {k: f".attention.{v}." for k, v in _ATTENTION_V5_TO_PRE_V5.items()}
+    return {pattern.sub(lambda m: new_name[m[1]], k): v for k, v in state.items()}
 
 
 def to_v5_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -227,15 +229,16 @@ def _fusion_name(m: re.Match[str]) -> str:
     return f"{refinenet}.resConfUnit{unit}.conv{conv}.{m['p']}"
 
 
+_LAYER = r"backbone\.encoder\.layer\.(?P<n>\d+)\."
 _TO_ORIGINAL: list[tuple[str, str | Callable[[re.Match[str]], str]]] = [
     (r"backbone\.embeddings\.cls_token", "pretrained.cls_token"),
     (r"backbone\.embeddings\.mask_token", "pretrained.mask_token"),
     (r"backbone\.embeddings\.position_embeddings", "pretrained.pos_embed"),
     (r"backbone\.embeddings\.patch_embeddings\.projection\.(?P<p>\w+)", "pretrained.patch_embed.proj.{p}"),
-    (r"backbone\.encoder\.layer\.(?P<n>\d+)\.norm(?P<k>[12])\.(?P<p>\w+)", "pretrained.blocks.{n}.norm{k}.{p}"),
-    (r"backbone\.encoder\.layer\.(?P<n>\d+)\.attention\.o_proj\.(?P<p>\w+)", "pretrained.blocks.{n}.attn.proj.{p}"),
-    (r"backbone\.encoder\.layer\.(?P<n>\d+)\.layer_scale(?P<k>[12])\.lambda1", "pretrained.blocks.{n}.ls{k}.gamma"),
-    (r"backbone\.encoder\.layer\.(?P<n>\d+)\.mlp\.(?P<fc>fc[12])\.(?P<p>\w+)", "pretrained.blocks.{n}.mlp.{fc}.{p}"),
+    (_LAYER + r"norm(?P<k>[12])\.(?P<p>\w+)", "pretrained.blocks.{n}.norm{k}.{p}"),
+    (_LAYER + r"attention\.o_proj\.(?P<p>\w+)", "pretrained.blocks.{n}.attn.proj.{p}"),
+    (_LAYER + r"layer_scale(?P<k>[12])\.lambda1", "pretrained.blocks.{n}.ls{k}.gamma"),
+    (_LAYER + r"mlp\.(?P<fc>fc[12])\.(?P<p>\w+)", "pretrained.blocks.{n}.mlp.{fc}.{p}"),
     (r"backbone\.layernorm\.(?P<p>\w+)", "pretrained.norm.{p}"),
     (r"neck\.reassemble_stage\.layers\.(?P<i>\d)\.projection\.(?P<p>\w+)", "depth_head.projects.{i}.{p}"),
     (r"neck\.reassemble_stage\.layers\.(?P<i>\d)\.resize\.(?P<p>\w+)", "depth_head.resize_layers.{i}.{p}"),
@@ -246,7 +249,7 @@ _TO_ORIGINAL: list[tuple[str, str | Callable[[re.Match[str]], str]]] = [
     (r"head\.conv2\.(?P<p>\w+)", "depth_head.scratch.output_conv2.0.{p}"),
     (r"head\.conv3\.(?P<p>\w+)", "depth_head.scratch.output_conv2.2.{p}"),
 ]
-_QKV = re.compile(r"backbone\.encoder\.layer\.(?P<n>\d+)\.attention\.(?P<which>[qkv])_proj\.(?P<p>weight|bias)")
+_QKV = re.compile(_LAYER + r"attention\.(?P<which>[qkv])_proj\.(?P<p>weight|bias)")
 
 
 def original_state_dict(model: DepthAnythingForDepthEstimation) -> dict[str, torch.Tensor]:

@@ -153,7 +153,8 @@ def test_safetensors_round_trip_is_bit_exact(reference_models: ReferenceModels, 
     (VITS_V2, "original", 1),  # the name says V2
     (TINY_V1, "transformers", 2),  # config.json's out_indices say V1
 ], ids=["vits-v2-pth-as-v1", "tiny-v1-dir-as-v2"])
-def test_version_override(reference_models: ReferenceModels, spec: ModelSpec, layout: str, override: int) -> None:
+def test_version_override(reference_models: ReferenceModels, spec: ModelSpec, layout: str,
+                          override: int) -> None:
     ref = reference_models.get(spec)
     ours = depthcli_depth(reference_file(ref, layout), ref.image, version=override)
     expected = hf_depth(with_version(ref.model, spec, override), ref.image)
@@ -163,7 +164,8 @@ def test_version_override(reference_models: ReferenceModels, spec: ModelSpec, la
     assert difference > 1e-2, "the override did not change which blocks feed the head"
 
 
-def test_pth_name_without_version_needs_model_version(reference_models: ReferenceModels, tmp_path: Path) -> None:
+def test_pth_name_without_version_needs_model_version(reference_models: ReferenceModels,
+                                                      tmp_path: Path) -> None:
     ref = reference_models.get(VITS_V2)
     unnamed = tmp_path / "weights.pth"
     unnamed.symlink_to(ref.original_pth())
@@ -217,7 +219,8 @@ def test_unexpected_key_in_depthcli_file(tiny_safetensors: Path, tmp_path: Path)
 
     state = load_file(str(tiny_safetensors))
     state["head.conv4.weight"] = torch.zeros(1)
-    save_file(state, str(tmp_path / "extra.safetensors"), metadata={"format": "depthcli", "depthcli.version": "2"})
+    metadata = {"format": "depthcli", "depthcli.version": "2"}
+    save_file(state, str(tmp_path / "extra.safetensors"), metadata=metadata)
     with pytest.raises(CheckpointError, match=re.escape("head.conv4.weight")):
         load_model(tmp_path / "extra.safetensors", device="cpu")
 
@@ -282,8 +285,8 @@ def test_code_executing_pickle_is_refused(tmp_path: Path, fmt: str) -> None:
 
 @pytest.mark.parametrize("corruption", ["garbage-json", "huge-length", "short-file"])
 @pytest.mark.parametrize("where", ["file", "folder"])
-def test_corrupted_safetensors_header(tiny_safetensors: Path, tmp_path: Path, reference_models: ReferenceModels,
-                                      corruption: str, where: str) -> None:
+def test_corrupted_safetensors_header(tiny_safetensors: Path, tmp_path: Path,
+                                      reference_models: ReferenceModels, corruption: str, where: str) -> None:
     data = bytearray(tiny_safetensors.read_bytes())
     if corruption == "garbage-json":
         data[8:40] = b"#" * 32

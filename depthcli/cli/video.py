@@ -143,7 +143,10 @@ def _one_video(path: str, predictor, *, output, fmt, colormap, invert, side_by_s
     video_path = out_dir / f"{stem}_depth.mp4"
     out_size = (2 * w, h) if side_by_side else (w, h)
     writer = None if no_video else VideoWriter(video_path, fps / stride, out_size)
-    frame_writer = FrameDirWriter(out_dir / f"{stem}_depth_frames", stem, frames_fmt) if frames_fmt else None
+    frame_writer = None
+    if frames_fmt:
+        kind = "npy" if frames_fmt == "npy" else "png"
+        frame_writer = FrameDirWriter(out_dir / f"{stem}_depth_frames", stem, kind)
 
     def sink(index: int, frame, prediction) -> None:  # noqa: ANN001
         depth = prediction.depth_hw
