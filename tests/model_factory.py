@@ -196,7 +196,8 @@ def build_hf_model(spec: ModelSpec) -> DepthAnythingForDepthEstimation:
 def with_version(model: DepthAnythingForDepthEstimation, spec: ModelSpec,
                  version: int) -> DepthAnythingForDepthEstimation:
     """The same weights read through the other version's taps (transformers' out_indices)."""
-    other = DepthAnythingForDepthEstimation(hf_config(spec, version=version)).eval()
+    with torch.random.fork_rng():  # its throw-away initialisation must not move the global RNG
+        other = DepthAnythingForDepthEstimation(hf_config(spec, version=version)).eval()
     other.load_state_dict(model.state_dict(), strict=True)
     return other
 

@@ -174,6 +174,16 @@ def test_pth_name_without_version_needs_model_version(reference_models: Referenc
     assert read_checkpoint(unnamed, version=2).config.taps == (2, 5, 8, 11)
 
 
+def test_original_layout_carries_the_unused_keys_of_real_files(reference_models: ReferenceModels) -> None:
+    """Real .pth files ship DINOv2's mask token and the never-called first unit of refinenet4."""
+    state = original_state_dict(reference_models.get(TINY_V2).model)
+    assert "pretrained.mask_token" in state
+    assert {f"depth_head.scratch.refinenet4.resConfUnit1.conv{i}.{p}" for i in (1, 2)
+            for p in ("weight", "bias")} <= set(state)
+    assert state["pretrained.blocks.0.attn.qkv.weight"].shape == (3 * 64, 64)
+    assert not any(k.startswith(("backbone.", "neck.", "head.")) for k in state)
+
+
 # ----------------------------------------------------------------------------------- bad files
 V2_NAME = "depth_anything_v2_vits.pth"  # a name that fixes the version, so only the content can fail
 

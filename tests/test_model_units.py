@@ -23,7 +23,7 @@ TINY_V1, TINY_V2 = ModelSpec("tiny", 1), ModelSpec("tiny", 2)
 CPU = torch.device("cpu")
 
 
-def tiny_model(reference_models: ReferenceModels, spec: ModelSpec = TINY_V2) -> DepthAnything:
+def load_tiny(reference_models: ReferenceModels, spec: ModelSpec = TINY_V2) -> DepthAnything:
     """depthcli's network with the perturbed tiny reference weights (non-degenerate output)."""
     return load_model(reference_models.get(spec).transformers_dir(), device="cpu")
 
@@ -40,21 +40,29 @@ def plain_attention(attn: Attention, x: torch.Tensor) -> torch.Tensor:
     return out @ attn.proj.weight.T + attn.proj.bias
 
 
-@pytest.mark.parametrize(("dim", "heads", "tokens"), [(64, 1, 50), (64, 4, 37), (96, 6, 130)])
+# "auto" picks SDPA, or query-chunked matmuls for bf16/fp16 on the CPU; test each kernel directly
+BACKENDS = ["sdpa", "chunked"] if hasattr(Attention, "backend") else ["default"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("dim", "heads", "tokens"), [(64, 1, 50), (64, 4, 37), (96, 6, 300)])
 @torch.no_grad()
-def test_sdpa_attention_equals_plain_softmax(dim: int, heads: int, tokens: int) -> None:
+def test_attention_equals_plain_softmax(monkeypatch: pytest.MonkeyPatch, backend: str, dim: int, heads: int,
+                                        tokens: int) -> None:
+    if backend != "default":
+        monkeypatch.setattr(Attention, "backend", backend)
     g = torch.Generator().manual_seed(dim + heads)
     attn = Attention(dim, heads)
     for p in attn.parameters():
         p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(p.shape[-1]))
     attn.qkv.weight.mul_(2)  # peaked attention, so a wrong scale or head split shows
-    x = torch.randn(2, tokens, dim, generator=g)
+    x = torch.randn(2, tokens, dim, generator=g)  # 300 tokens: more than one chunk of queries
     attn64, x64 = copy.deepcopy(attn).double(), x.double()
     exact = plain_attention(attn64, x64)
     # same maths: in float64 the two agree to rounding; in float32 both carry float32 rounding
     err64 = max_rel_error(attn64(x64), exact)
     err32 = max_rel_error(attn(x), plain_attention(attn, x))
-    print(f"\nattention {dim}/{heads} heads: fp64 {err64:.1e}, fp32 {err32:.1e}, "
+    print(f"\nattention {backend} {dim}/{heads} heads: fp64 {err64:.1e}, fp32 {err32:.1e}, "
           f"fp32 vs exact {max_rel_error(attn(x), exact):.1e}")
     assert err64 <= 1e-12
     assert err32 <= 1e-6
@@ -152,10 +160,25 @@ def test_no_cache_while_training_the_table() -> None:
     assert pe.table.grad is not None and pe.table.grad.abs().sum() > 0
 
 
+def test_encoding_created_in_inference_mode() -> None:
+    with torch.inference_mode():
+        pe = make_encoding()
+        assert pe.table.is_inference()
+        assert torch.equal(pe(26, 46, torch.float32), resize_reference(pe.table, 26, 46))
+
+
+def test_model_loaded_in_inference_mode(reference_models: ReferenceModels) -> None:
+    image = sample_image(seed=9, height=140, width=140)
+    with torch.no_grad():
+        expected = load_tiny(reference_models)(image)
+    with torch.inference_mode():
+        assert torch.equal(load_tiny(reference_models)(image), expected)
+
+
 # ----------------------------------------------------------------------------------- whole network
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
 def test_reduced_precision_forward(reference_models: ReferenceModels, dtype: torch.dtype) -> None:
-    model = tiny_model(reference_models)
+    model = load_tiny(reference_models)
     image = sample_image(seed=5, height=266, width=266)  # half-precision convolutions are slow on CPUs
     with torch.no_grad():
         full = model(image)
@@ -171,7 +194,7 @@ def test_reduced_precision_forward(reference_models: ReferenceModels, dtype: tor
 
 
 def test_every_parameter_gets_a_gradient(reference_models: ReferenceModels) -> None:
-    model = tiny_model(reference_models)
+    model = load_tiny(reference_models)
     model.requires_grad_(True)
     # a non-native 266 px input also sends the gradient through the position-encoding resize
     model(sample_image(seed=3, height=266, width=266)).sum().backward()
@@ -180,7 +203,7 @@ def test_every_parameter_gets_a_gradient(reference_models: ReferenceModels) -> N
 
 
 def test_batch_equals_single_forwards(reference_models: ReferenceModels) -> None:
-    model = tiny_model(reference_models, TINY_V1)
+    model = load_tiny(reference_models, TINY_V1)
     images = sample_image(seed=11, height=182, width=252, batch=2)
     with torch.no_grad():
         batched = model(images)

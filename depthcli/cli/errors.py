@@ -28,6 +28,13 @@ def debug_enabled() -> bool:
     return bool(root and root.obj and root.obj.get("debug"))
 
 
+def print_debug_traceback() -> None:
+    """With --debug, the traceback of the exception being handled, which the one-line
+    message reporting it (and the command going on) would otherwise hide."""
+    if debug_enabled():
+        traceback.print_exc()
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__

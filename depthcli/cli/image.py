@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from . import exit_codes
-from .errors import CliError
+from .errors import CliError, print_debug_traceback
 from .options import load_predictor, model_options, with_handled_errors
 from .signals import terminate_as_interrupt
 
@@ -178,9 +178,11 @@ def _process(jobs, predictor, reporter, *, fmt, colormap, invert, side_by_side, 
         try:
             image, prepared = future.result()
         except ImageReadError as e:
+            print_debug_traceback()
             reporter.failed(item.label, str(e))
             continue
         except (ValueError, MemoryError) as e:
+            print_debug_traceback()
             reporter.failed(item.label, f"cannot prepare: {e}")
             continue
         try:
@@ -196,6 +198,7 @@ def _process(jobs, predictor, reporter, *, fmt, colormap, invert, side_by_side, 
             write(render(image, prediction.depth_hw, fmt=fmt, colormap=colormap, invert=invert,
                          side_by_side=side_by_side), dest, fmt)
         except OutputError as e:
+            print_debug_traceback()
             reporter.failed(item.label, str(e))
             continue
         reporter.done(prediction.stats, extra=f" -> {dest}" if dest is not None else "")

@@ -53,3 +53,7 @@ def main(ctx: click.Context, debug: bool) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    if debug:  # OpenCV/FFmpeg warnings too (silenced otherwise); costs the cv2 import, so only here
+        from ..io.images import set_opencv_logging
+
+        set_opencv_logging(verbose=True)

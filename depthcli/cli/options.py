@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from . import exit_codes
-from .errors import CliError
+from .errors import CliError, print_debug_traceback
 
 DEFAULT_MODEL_ENV = "DEPTHCLI_MODEL"
 
@@ -65,6 +65,7 @@ def load_predictor(*, model: str | None, model_version: str | None, device: str,
     try:
         net = load_model(source, version=int(model_version) if model_version else None, device=dev, dtype=dt)
     except CheckpointError as e:
+        print_debug_traceback()
         raise CliError(str(e), exit_codes.MODEL) from None
     except (RuntimeError, MemoryError) as e:
         if "out of memory" in str(e).lower() or isinstance(e, MemoryError):

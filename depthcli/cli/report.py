@@ -9,6 +9,22 @@ from typing import IO
 import click
 
 
+def printable(text: str) -> str:
+    """One line whatever a file name holds: control characters (newlines, form feeds, escape
+    sequences, which a --list of junk or a hostile name can carry) are shown escaped."""
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch.isprintable():
+            out.append(ch)
+        elif 0xDC80 <= ord(ch) <= 0xDCFF:  # a byte that was not UTF-8 (surrogate-escaped)
+            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
+        else:
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+    return "".join(out)
+
+
 class Reporter:
     def __init__(self, *, total: int, unit: str, quiet: bool, stats_path: str | None,
                  bar: bool | None = None) -> None:
@@ -37,6 +53,7 @@ class Reporter:
             self._bar = tqdm(total=total, unit=unit, file=sys.stderr, dynamic_ncols=True)
 
     def _echo(self, text: str) -> None:
+        text = printable(text)
         if self._bar is not None:
             self._bar.write(text, file=sys.stderr)
         else:
@@ -57,7 +74,7 @@ class Reporter:
             self._bar.set_postfix_str(f"{stats.infer_ms:.0f} ms, {mem} {stats.peak_mem_mb:.0f} MiB")
             self._bar.update(1)
         elif not self.quiet:
-            click.echo(stats.line() + extra, err=True)
+            click.echo(printable(stats.line() + extra), err=True)
 
     def failed(self, label: str, reason: str) -> None:
         """Always shown, even with --quiet: a skipped input must never go unnoticed."""

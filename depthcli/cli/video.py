@@ -90,6 +90,8 @@ def video_command(inputs, output, fmt, colormap, invert, side_by_side, normalize
                                  param_hint="--colormap")
     if no_video and not frames_fmt:
         raise click.UsageError("--no-video needs --frames gray16|npy (otherwise nothing would be written)")
+    if output and Path(output).exists() and not Path(output).is_dir():
+        raise click.UsageError(f"-o {output}: exists and is not a folder")
     missing = [p for p in inputs if not Path(p).exists() and "://" not in p]
     for p in missing:
         click.echo(f"depthcli: {p}: no such file", err=True)
@@ -99,7 +101,7 @@ def video_command(inputs, output, fmt, colormap, invert, side_by_side, normalize
 
     predictor = load_predictor(model=model, model_version=model_version, device=device, precision=precision,
                                size=size, max_side=max_side)
-    failed = len(missing)
+    failed = unopened = len(missing)
     with terminate_as_interrupt():
         for path in todo:
             ok = _one_video(path, predictor, output=output, fmt=fmt, colormap=colormap, invert=invert,
@@ -107,13 +109,15 @@ def video_command(inputs, output, fmt, colormap, invert, side_by_side, normalize
                             no_video=no_video, start=start, end=end, stride=stride, max_frames=max_frames,
                             stats_path=stats_path, quiet=quiet)
             failed += not ok
-    if failed:
-        sys.exit(exit_codes.INPUT if failed == len(inputs) and len(inputs) == 1 else exit_codes.SOME_FAILED)
+            unopened += ok is None
+    if failed:  # 5 only when the one input could not be opened/read at all; an output problem is 1
+        sys.exit(exit_codes.INPUT if unopened == len(inputs) == 1 else exit_codes.SOME_FAILED)
 
 
 def _one_video(path: str, predictor, *, output, fmt, colormap, invert, side_by_side, normalize, frames_fmt,  # noqa: ANN001
-               no_video, start, end, stride, max_frames, stats_path, quiet) -> bool:
-    """Process one video; False when it could not be opened or broke midway."""
+               no_video, start, end, stride, max_frames, stats_path, quiet) -> bool | None:
+    """Process one video; None when it could not be opened, False when it broke midway or its
+    output could not be written."""
     from ..io import render as r
     from ..io.video import FrameDirWriter, VideoOpenError, VideoReader, VideoWriter
     from ..io.writers import OutputError
@@ -127,10 +131,19 @@ def _one_video(path: str, predictor, *, output, fmt, colormap, invert, side_by_s
         reader = VideoReader(path)
     except VideoOpenError as e:
         click.echo(f"depthcli: {path}: {e}", err=True)
-        return False
+        return None
     fps = reader.fps
     first, stop_at = parse_position(start, fps), parse_position(end, fps)
+    if stop_at is not None and stop_at <= (first or 0):
+        reader.close()
+        raise click.UsageError(f"--end ({end}) must come after --start ({start or 0})")
     w, h = reader.size
+    try:
+        predictor.check_fits(h, w)
+    except MemoryError as e:
+        click.echo(f"depthcli: {path}: {e}", err=True)
+        reader.close()
+        return False
     total = reader.frame_count
     if total is not None:
         last = min(total, stop_at) if stop_at is not None else total
@@ -142,7 +155,12 @@ def _one_video(path: str, predictor, *, output, fmt, colormap, invert, side_by_s
     running = r.RunningRange() if normalize == "running" else None
     video_path = out_dir / f"{stem}_depth.mp4"
     out_size = (2 * w, h) if side_by_side else (w, h)
-    writer = None if no_video else VideoWriter(video_path, fps / stride, out_size)
+    try:
+        writer = None if no_video else VideoWriter(video_path, fps / stride, out_size)
+    except OutputError as e:
+        click.echo(f"depthcli: {path}: {e}", err=True)
+        reader.close()
+        return False
     frame_writer = None
     if frames_fmt:
         kind = "npy" if frames_fmt == "npy" else "png"
@@ -161,28 +179,37 @@ def _one_video(path: str, predictor, *, output, fmt, colormap, invert, side_by_s
 
     reporter.info(f"{path}: {w}x{h}, {fps:.3g} fps, {reader.frame_count or 'unknown'} frames -> "
                   f"{video_path if writer else frame_writer.directory}")
-    interrupted, result = False, None
+    interrupted, result, write_error, closed = False, None, None, True
     try:
         result = stream_depth(frame_range(reader, first, stop_at, stride, max_frames), predictor, sink,
                               on_frame=reporter.done)
     except KeyboardInterrupt:
         interrupted = True
     except OutputError as e:
-        click.echo(f"depthcli: {path}: {e}", err=True)
-        if writer is not None:
-            writer.close()
-        return False
+        write_error = e
     finally:
-        if writer is not None and not interrupted:
-            writer.close()
+        try:  # finalise what was written (a playable file), on success, error and interrupt alike
+            if writer is not None:
+                writer.close()
+        except OutputError as e:  # e.g. the disk filled up: the encoder's output is incomplete
+            click.echo(f"depthcli: {path}: {e}", err=True)
+            closed = False
+    if write_error is not None:
+        click.echo(f"depthcli: {path}: {write_error}", err=True)
+        return False
     if interrupted:
-        if writer is not None:
-            writer.close()
         n = len(reporter.summary.frames)
         reporter.close()
-        raise CliError(f"interrupted after {n} frames; {video_path if writer else 'frames'} finalised and kept",
-                       exit_codes.INTERRUPTED)
+        kept = f"{video_path if writer else 'frames'} finalised and kept" if closed else "the video was not kept"
+        raise CliError(f"interrupted after {n} frames; {kept}", exit_codes.INTERRUPTED)
+    if not closed:
+        reporter.close()
+        return False
     reporter.close()
+    if result is not None and not result.frames and not (reader.error or result.source_error):
+        click.echo(f"depthcli: {path}: no frames selected (it has {reader.frame_count or 'no'} frames; "
+                   f"check --start/--end)", err=True)
+        return False
     if not quiet and result is not None and result.frames:
         click.echo(f"{path}: model-only {result.model_fps:.2f} fps, end-to-end {result.end_to_end_fps:.2f} fps "
                    f"({result.frames} frames in {result.wall_s:.1f} s)", err=True)

@@ -94,6 +94,7 @@ class _Session:
         self.recorder = None
         self.snapshot_dir = snapshot_dir
         self.live = live
+        self.quiet = quiet
         self.reporter = Reporter(total=0, unit="frame", quiet=quiet or window is not None, stats_path=stats_path,
                                  bar=False)
         self.paused = False
@@ -181,7 +182,8 @@ class _Session:
 
         if self.recorder is not None:
             self.recorder.close()
-            click.echo(f"depthcli: recording saved to {self.recorder_path}", err=True)
+            if not self.quiet:
+                click.echo(f"depthcli: recording saved to {self.recorder_path}", err=True)
             self.recorder = None
             return
         w, h = self.reader.size

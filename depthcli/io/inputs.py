@@ -111,7 +111,9 @@ class _Collector:
             return
         path = Path(spec)
         if os.path.isdir(spec):
-            self._add_dir(path, Path())
+            if not self._add_dir(path, Path()):  # said explicitly: finding nothing is worth a line
+                hint = "" if self.recursive else " (-r searches subfolders)"
+                self.problems.append(f"{spec}: is a folder with no images{hint}")
         elif os.path.exists(spec):
             self._add_file(path, spec, Path(path.name))
         elif os.path.lexists(spec):
@@ -135,11 +137,12 @@ class _Collector:
             elif path.exists() and (literal_ext or is_image_name(path.name)):  # glob lists broken links
                 self._add_file(path, match, _relative_to(path, base))
 
-    def _add_dir(self, root: Path, prefix: Path) -> None:
+    def _add_dir(self, root: Path, prefix: Path) -> int:
         found = sorted(_walk_images(root, self.recursive, self.problems), key=lambda rel: rel.as_posix())
         for rel in found:
             path = root / rel
             self._add_file(path, str(path), prefix / rel)
+        return len(found)
 
     def _add_file(self, path: Path, label: str, relative: Path) -> None:
         key = os.path.realpath(path)

@@ -236,12 +236,35 @@ class VideoWriter:
         if self.frames_written == 0:
             self._remove_tmp()
             return False
+        problem = self._check_written()
+        if problem:
+            self._remove_tmp()
+            raise OutputError(f"cannot write video {self.final_path}: {problem}")
         try:
             os.replace(self._tmp, self.final_path)
         except OSError as exc:
             self._remove_tmp()
             raise OutputError(f"cannot write video {self.final_path}: {exc.strerror or exc}") from None
         return True
+
+    def _check_written(self) -> str | None:
+        """OpenCV's writer ignores failed writes (a full disk, a file size limit): read the
+        file back, its frame count and its last frame, before calling it done."""
+        cap = _capture(str(self._tmp), cv2.CAP_ANY)
+        try:
+            if cap is not None and cap.isOpened():
+                count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+                known = math.isfinite(count) and count > 0  # some containers only estimate it
+                if not known or count >= self.frames_written - max(1, self.frames_written // 100):
+                    last = min(self.frames_written, int(count)) - 1 if known else 0
+                    if (last == 0 or cap.set(cv2.CAP_PROP_POS_FRAMES, float(last))) and cap.read()[0]:
+                        return None
+        except cv2.error:
+            pass
+        finally:
+            if cap is not None:
+                cap.release()
+        return "the file is incomplete (no space left on the device, or over a file size limit)"
 
     def discard(self) -> None:
         """Release and delete the temporary file; the final path is not touched."""

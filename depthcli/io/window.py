@@ -135,7 +135,7 @@ class DepthWindow:
         _point_qt_at_system_fonts()
         self.title = title
         try:
-            cv2.namedWindow(title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO)
+            cv2.namedWindow(title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
         except cv2.error as exc:
             raise DisplayError(f"{NO_DISPLAY}: {_first_line(exc)}") from None
         self._open = True
@@ -144,6 +144,9 @@ class DepthWindow:
     def show(self, frame_bgr_u8: np.ndarray, overlay_lines: list[str] | None = None) -> None:
         """Draw the overlay on a copy and display it (the caller's frame is not modified)."""
         try:
+            if not self._shown:  # Qt opens at 400x300 whatever the frame: start at its own size
+                h, w = frame_bgr_u8.shape[:2]
+                cv2.resizeWindow(self.title, w, h)
             cv2.imshow(self.title, draw_overlay(frame_bgr_u8, overlay_lines or []))
         except cv2.error as exc:
             raise DisplayError(f"cannot show window: {_first_line(exc)}") from None

@@ -1,17 +1,46 @@
 """Multi-head self-attention with one fused qkv projection.
 
-The original computes softmax(q k^T / sqrt(d)) v explicitly; scaled_dot_product_attention gives
-the same result (to float32 rounding) without the N x N matrix, so memory grows linearly with
-pixels and fused kernels run on CUDA.
+The original computes softmax(q k^T / sqrt(d)) v explicitly, holding the whole N x N matrix.
+Two kernels give the same result without it, so memory grows linearly with pixels:
+
+- ``scaled_dot_product_attention`` (SDPA): fused kernels on CUDA/MPS and the fastest in float32
+  on the CPU;
+- query-chunked matmuls: on the CPU in bfloat16/float16, PyTorch's SDPA kernel runs no faster
+  than in float32, while plain bf16 matmuls run several times faster; chunks of queries keep the
+  score matrix to ``CHUNK_QUERIES x N``.
+
+``Attention.backend`` ("auto", "sdpa" or "chunked") forces one, for benchmarks and tests.
 """
 from __future__ import annotations
+
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+CHUNK_QUERIES = 256
+
+
+def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                      chunk: int = CHUNK_QUERIES) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)) v over (B, heads, N, d), ``chunk`` queries at a time."""
+    scale = q.shape[-1] ** -0.5
+    k_t = k.transpose(-2, -1)
+    out = torch.empty_like(q)
+    for start in range(0, q.shape[-2], chunk):
+        scores = torch.matmul(q[:, :, start:start + chunk] * scale, k_t)
+        torch.matmul(scores.softmax(dim=-1), v, out=out[:, :, start:start + chunk])
+    return out
+
+
+def use_chunked(device: torch.device, dtype: torch.dtype) -> bool:
+    return device.type == "cpu" and dtype in (torch.bfloat16, torch.float16)
+
 
 class Attention(nn.Module):
+    backend: ClassVar[str] = "auto"
+
     def __init__(self, dim: int, num_heads: int) -> None:
         super().__init__()
         if dim % num_heads:
@@ -24,5 +53,7 @@ class Attention(nn.Module):
         b, n, c = tokens_bnc.shape
         qkv = self.qkv(tokens_bnc).reshape(b, n, 3, self.num_heads, c // self.num_heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (b, heads, n, head_dim)
-        out_bhnd = F.scaled_dot_product_attention(q, k, v)
+        chunked = self.backend == "chunked" or (
+            self.backend == "auto" and use_chunked(tokens_bnc.device, tokens_bnc.dtype))
+        out_bhnd = chunked_attention(q, k, v) if chunked else F.scaled_dot_product_attention(q, k, v)
         return self.proj(out_bhnd.transpose(1, 2).reshape(b, n, c))

@@ -16,6 +16,7 @@ import json
 import math
 import pickle
 import re
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,15 +46,19 @@ class Checkpoint:
 # ----------------------------------------------------------------------------------- reading
 def _load_pickle_safely(path: Path) -> dict:
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+        with warnings.catch_warnings():  # a damaged file makes torch warn about what it unpickles
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path.name}: refused to load: it holds objects other than tensors "
-                              f"({first[:160]})") from e
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
-        raise CheckpointError(f"{path.name}: not a readable PyTorch checkpoint "
-                              f"({str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__})"
-                              ) from e
+        reason = _torch_reason(e)
+        if reason.startswith("Unsupported global"):
+            raise CheckpointError(f"{path.name}: refused to load: it holds objects other than tensors "
+                                  f"({reason})") from e
+        raise CheckpointError(f"{path.name}: not a readable PyTorch checkpoint ({reason})") from e
+    except MemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001 - corrupt files raise anything from RuntimeError to KeyError
+        raise CheckpointError(f"{path.name}: not a readable PyTorch checkpoint ({_torch_reason(e)})") from e
     for wrapper in ("model", "state_dict", "module"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
             obj = obj[wrapper]
@@ -62,15 +67,31 @@ def _load_pickle_safely(path: Path) -> dict:
     return obj
 
 
+def _torch_reason(e: BaseException) -> str:
+    """The informative part of torch.load's multi-paragraph errors, as one short line."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+        text = re.split(r" was not an allowed global", text, maxsplit=1)[0]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return type(e).__name__
+    first = re.split(r"(?<=[a-z0-9])\. ", lines[0], maxsplit=1)[0].rstrip(".")
+    first = re.split(r" tensor\(", first, maxsplit=1)[0]  # damaged files: no tensor dumps in messages
+    return first if len(first) <= 160 else first[:157] + "..."
+
+
 def _load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    from safetensors import SafetensorError, safe_open
+    from safetensors import safe_open
 
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             meta = dict(f.metadata() or {})
             state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no items()
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"{path.name}: not a readable safetensors file ({str(e)[:160]})") from e
+    except MemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001 - SafetensorError, OSError, ValueError, ... for a corrupt file
+        raise CheckpointError(f"{path.name}: not a readable safetensors file ({_torch_reason(e)})") from e
     return state, meta
 
 
@@ -107,7 +128,7 @@ def _only_tensors(state: dict, source: str) -> dict[str, torch.Tensor]:
 
 
 # ----------------------------------------------------------------------------------- layout
-def _layout(state: dict[str, torch.Tensor]) -> str:
+def _layout(state: dict[str, torch.Tensor], source: str = "") -> str:
     firsts = {k.split(".", 1)[0] for k in state}
     if "pretrained" in firsts or "depth_head" in firsts:
         return "original"
@@ -115,7 +136,7 @@ def _layout(state: dict[str, torch.Tensor]) -> str:
         return "transformers"
     if "encoder" in firsts or "reassemble" in firsts:
         return "depthcli"
-    raise CheckpointError("not a Depth-Anything checkpoint: unknown keys "
+    raise CheckpointError(f"{source}: not a Depth-Anything checkpoint: unknown keys "
                           + ", ".join(sorted(state)[:MAX_KEYS_SHOWN]))
 
 
@@ -126,7 +147,7 @@ def _to_depthcli_names(state: dict[str, torch.Tensor], layout: str, source: str)
                      else (keys.TRANSFORMERS_RULES, keys.TRANSFORMERS_UNUSED))
     renamed, unknown = keys.rename(state, rules, unused)
     if unknown:
-        raise CheckpointError(f"{source}: unexpected keys for a {layout}-layout Depth-Anything checkpoint: "
+        raise CheckpointError(f"{source}: unexpected keys for a Depth-Anything checkpoint in the {layout} layout: "
                               + ", ".join(unknown[:MAX_KEYS_SHOWN])
                               + (f" (+{len(unknown) - MAX_KEYS_SHOWN} more)" if len(unknown) > MAX_KEYS_SHOWN else ""))
     return keys.fuse_qkv(renamed) if layout == "transformers" else renamed
@@ -185,7 +206,10 @@ def _infer_config(state: dict[str, torch.Tensor], source: str, *, name: str, met
         taps = ()  # an explicit version overrides the taps that came with the file
     if max_depth is None:
         md = meta.get("max_depth")
-        max_depth = float(md) if md not in (None, "", "none") else _max_depth_from_name(name)
+        if md not in (None, "", "none"):
+            max_depth = float(md)
+        elif "max_depth" not in meta:  # only a file that does not say may be named metric
+            max_depth = _max_depth_from_name(name)
     try:
         return ModelConfig(enc, version=version, max_depth=max_depth, taps=taps)
     except ValueError as e:
@@ -234,7 +258,7 @@ def read_checkpoint(source: str | Path, *, version: int | None = None,
     else:
         raw = _load_pickle_safely(path)
     state = _only_tensors(raw, path.name)
-    layout = _layout(state)
+    layout = _layout(state, path.name)
     state = _to_depthcli_names(state, layout, path.name)
     config = _infer_config(state, path.name, name=name, meta=meta, version=version, max_depth=max_depth)
     return Checkpoint(state=state, config=config, source=str(path), layout=layout)

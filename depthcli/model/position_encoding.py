@@ -34,15 +34,16 @@ class PositionEncoding(nn.Module):
 
     def forward(self, grid_h: int, grid_w: int, dtype: torch.dtype) -> torch.Tensor:
         """The (1, 1 + grid_h*grid_w, C) encoding to add to [class token, patch tokens]."""
-        cacheable = not (torch.is_grad_enabled() and self.table.requires_grad)
-        key = (grid_h, grid_w, dtype, self.table.device, self.table.data_ptr(), self.table._version)
-        if cacheable and key in self._cache:
-            return self._cache[key]
-        encoding = self._resize(grid_h, grid_w, dtype)
-        if cacheable:
+        if torch.is_grad_enabled() and self.table.requires_grad:
+            return self._resize(grid_h, grid_w, dtype)  # training: keep the graph, cache nothing
+        # tensors made under inference_mode have no version counter (and cannot be edited
+        # in place outside it); load_state_dict and .to() clear the cache in any case
+        version = 0 if self.table.is_inference() else self.table._version
+        key = (grid_h, grid_w, dtype, self.table.device, self.table.data_ptr(), version)
+        if key not in self._cache:
             self._cache = {k: v for k, v in self._cache.items() if k[4:] == key[4:]}  # drop stale
-            self._cache[key] = encoding.detach()
-        return encoding
+            self._cache[key] = self._resize(grid_h, grid_w, dtype).detach()
+        return self._cache[key]
 
     def _resize(self, grid_h: int, grid_w: int, dtype: torch.dtype) -> torch.Tensor:
         n = self.table.shape[1] - 1

@@ -28,7 +28,7 @@ class Reassemble(nn.Module):
     def forward(self, tokens: list[torch.Tensor], grid_h: int, grid_w: int) -> list[torch.Tensor]:
         pyramid = []
         for tokens_bnc, project, resample, to_features in zip(
-                tokens, self.projections, self.resamplers, self.to_features):
+                tokens, self.projections, self.resamplers, self.to_features, strict=True):
             b, _, c = tokens_bnc.shape
             grid_bchw = tokens_bnc.transpose(1, 2).reshape(b, c, grid_h, grid_w)
             pyramid.append(to_features(resample(project(grid_bchw))))

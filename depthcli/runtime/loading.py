@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from ..model import DepthAnything, build_model, read_checkpoint
+from ..model import CheckpointError, DepthAnything, build_model, read_checkpoint
 from .device import pick_device, pick_dtype
 
 
@@ -35,5 +35,17 @@ def load_model(source: str | Path, *, version: int | None = None, device: str | 
     """
     dev = pick_device(device)
     dt = pick_dtype(dtype, dev)
-    model = build_model(read_checkpoint(resolve_source(source), version=version, max_depth=max_depth))
+    path = resolve_source(source)
+    try:
+        model = build_model(read_checkpoint(path, version=version, max_depth=max_depth))
+    except CheckpointError:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError, RuntimeError) as e:
+        # a file that loads but whose contents make no sense (metadata "version": "x", keys that
+        # are not strings, tensors of odd types): still a bad checkpoint, not a crash
+        if "out of memory" in str(e).lower():
+            raise
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise CheckpointError(f"{Path(path).name}: not a usable Depth-Anything checkpoint "
+                              f"({type(e).__name__}: {first})") from e
     return model.to(device=dev, dtype=dt).eval()

@@ -13,8 +13,9 @@ import numpy as np
 import torch
 
 from ..model import DepthAnything
+from .memory import check_fits
 from .postprocess import upsample_depth
-from .preprocess import DEFAULT_SIZE, preprocess
+from .preprocess import DEFAULT_SIZE, preprocess, processed_size
 from .stats import FrameStats, peak_memory, reset_peak_memory
 
 
@@ -47,8 +48,15 @@ class DepthPredictor:
     def unit(self) -> str:
         return "m" if self.model.config.metric else "relative inverse depth"
 
+    def check_fits(self, image_h: int, image_w: int) -> None:
+        """Raise ``memory.InsufficientMemoryError`` (a MemoryError) if an image this size cannot
+        be run at this predictor's --size/--max-side; see ``runtime/memory.py`` for the rule."""
+        nh, nw = processed_size(image_h, image_w, self.size, self.max_side)
+        check_fits(nh, nw, self.model.config.encoder, self.dtype, self.device)
+
     def prepare(self, image_bgr: np.ndarray, name: str = "image") -> Prepared:
         t0 = time.perf_counter()
+        self.check_fits(*image_bgr.shape[:2])  # before the resize allocates the network input
         x = preprocess(image_bgr, self.size, self.max_side)
         if self.device.type == "cuda":
             x = x.pin_memory()

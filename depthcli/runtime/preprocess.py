@@ -39,9 +39,11 @@ def processed_size(h: int, w: int, size: int = DEFAULT_SIZE, max_side: int | Non
     if max_side is not None and max(nh, nw) > max_side:
         if max_side < PATCH_SIZE:
             raise ValueError(f"--max-side must be at least {PATCH_SIZE}, got {max_side}")
-        scale = max_side / max(h, w)
-        nh = max(PATCH_SIZE, int(scale * h // PATCH_SIZE) * PATCH_SIZE)
-        nw = max(PATCH_SIZE, int(scale * w // PATCH_SIZE) * PATCH_SIZE)
+        # integer arithmetic: the long side lands exactly on the cap's multiple of 14, the short
+        # one follows the aspect ratio (float scaling can fall one patch short)
+        long_side = max_side // PATCH_SIZE * PATCH_SIZE
+        short_side = max(PATCH_SIZE, max_side * min(h, w) // max(h, w) // PATCH_SIZE * PATCH_SIZE)
+        nh, nw = (long_side, short_side) if h >= w else (short_side, long_side)
     return nh, nw
 
 

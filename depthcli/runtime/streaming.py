@@ -92,16 +92,20 @@ def stream_depth(frames: Iterable[tuple[int, np.ndarray]], predictor: DepthPredi
             _put(to_model, _DONE, stop)
 
     def write() -> None:
+        last = None  # a frame handed over twice (Ctrl-C during its put) is written once
         while True:
             item = to_sink.get()
             if item is _DONE:
                 return
-            sink(*item)
+            if last is None or item[0] > last:
+                last = item[0]
+                sink(*item)
 
     reader, writer = _Stage(read, "depthcli-read"), _Stage(write, "depthcli-write")
     t0 = time.perf_counter()
     reader.start()
     writer.start()
+    pending = None  # inferred (and counted by on_frame) but not yet queued for the sink
     try:
         while writer.is_alive():
             try:
@@ -114,17 +118,16 @@ def stream_depth(frames: Iterable[tuple[int, np.ndarray]], predictor: DepthPredi
                 break
             index, frame, prepared = item
             prediction = predictor.infer(prepared)
+            pending = (index, frame, prediction)
             result.stats.append(prediction.stats)
             if on_frame is not None:
                 on_frame(prediction.stats)
-            while writer.is_alive():
-                try:
-                    to_sink.put((index, frame, prediction), timeout=POLL_S)
-                    break
-                except queue.Full:
-                    continue
+            _hand_over(writer, to_sink, pending)
+            pending = None
     except KeyboardInterrupt:
         stop.set()
+        if pending is not None:  # every frame reported as done ends up in the output
+            _hand_over(writer, to_sink, pending)
         _finish(writer, to_sink)
         raise
     finally:
@@ -137,6 +140,15 @@ def stream_depth(frames: Iterable[tuple[int, np.ndarray]], predictor: DepthPredi
     result.frames = len(result.stats)
     result.source_error = reader.error
     return result
+
+
+def _hand_over(writer: _Stage, to_sink: queue.Queue, item: tuple) -> None:
+    while writer.is_alive():
+        try:
+            to_sink.put(item, timeout=POLL_S)
+            return
+        except queue.Full:
+            continue
 
 
 def _finish(writer: _Stage, to_sink: queue.Queue) -> None:
