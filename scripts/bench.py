@@ -88,6 +88,7 @@ class Job:
     video: str | None = None  # kind == "video": input file ...
     video_out: str | None = None  # ... and where the rendered depth video goes
     size: int = 518  # kind == "video": DepthPredictor's --size
+    attention: str = "auto"  # depthcli's attention backend: auto, sdpa or chunked
 
     def label(self) -> str:
         if self.mode.endswith("-autocast"):
@@ -167,7 +168,7 @@ class MemoryProbe:
         peak = hwm / 1024 if (hwm is not None and self.reset_ok) else _lifetime_peak_rss_mib()
         return {"mem_kind": "rss" if self.reset_ok else "rss-lifetime", "loaded_mib": self.loaded_mib,
                 "peak_mib": peak, "above_mib": max(0.0, peak - self.loaded_mib),
-                "lifetime_peak_mib": _lifetime_peak_rss_mib()}
+                "ru_maxrss_mib": _lifetime_peak_rss_mib()}
 
 
 def _dtype(mode: str) -> Any:
@@ -272,31 +273,52 @@ def run_video_job(job: Job) -> dict[str, Any]:
     from depthcli import load_model
     from depthcli.io.render import to_color
     from depthcli.io.video import VideoReader, VideoWriter
-    from depthcli.runtime.predictor import DepthPredictor, Prediction
+    from depthcli.runtime.predictor import DepthPredictor, Prediction, Prepared
     from depthcli.runtime.streaming import stream_depth
 
+    prepare_ms: list[float] = []
+
+    class StagePredictor(DepthPredictor):
+        """Records the preprocessing time of each frame (FrameStats folds it into total_ms)."""
+
+        def prepare(self, image_bgr: np.ndarray, name: str = "image") -> Prepared:
+            prepared = super().prepare(image_bgr, name)
+            prepare_ms.append(prepared.prepare_ms)
+            return prepared
+
     model = load_model(job.weights, device=job.device, dtype=job.mode)
-    predictor = DepthPredictor(model, size=job.size)
+    predictor = StagePredictor(model, size=job.size)
+    sink_ms: list[float] = []
     assert job.video and job.video_out
     with VideoReader(job.video) as reader:
         # one-off kernel setup and the position-encoding resize are not what a long video pays
         w, h = reader.size
         for _ in range(job.warmup):
             predictor(np.zeros((h, w, 3), np.uint8))
+        prepare_ms.clear()
         with VideoWriter(job.video_out, reader.fps, reader.size) as writer:
 
             def sink(_index: int, _frame: np.ndarray, prediction: Prediction) -> None:
+                t0 = time.perf_counter()
                 writer.write(to_color(prediction.depth_hw))
+                sink_ms.append((time.perf_counter() - t0) * 1000)
 
             result = stream_depth(reader, predictor, sink)
     stats = result.stats
+    if not stats:
+        raise RuntimeError("no frame came through the stream")
+    infer = statistics.median(s.infer_ms for s in stats)
+    prepare = statistics.median(prepare_ms)
     return {"frames": result.frames, "wall_s": result.wall_s, "model_fps": result.model_fps,
             "end_to_end_fps": result.end_to_end_fps,
             "ratio": result.end_to_end_fps / result.model_fps if result.model_fps else None,
-            "processed_hw": list(stats[0].processed_hw) if stats else None,
-            "median_infer_ms": statistics.median(s.infer_ms for s in stats) if stats else None,
-            "median_total_ms": statistics.median(s.total_ms for s in stats) if stats else None,
-            "frames_written": writer.frames_written}
+            "processed_hw": list(stats[0].processed_hw),
+            # per-frame stage costs (medians): on few cores the threads that overlap with the
+            # model compete with it for the same cores, so these bound the end-to-end ratio
+            "median_infer_ms": infer, "median_prepare_ms": prepare,
+            "median_upsample_ms": statistics.median(
+                s.total_ms - s.infer_ms - p for s, p in zip(stats, prepare_ms, strict=False)),
+            "median_sink_ms": statistics.median(sink_ms), "frames_written": writer.frames_written}
 
 
 def worker_main(payload: str) -> int:
@@ -305,6 +327,10 @@ def worker_main(payload: str) -> int:
     import torch
 
     torch.set_num_threads(job.threads)
+    if job.impl == "depthcli" and job.attention != "auto":
+        from depthcli.model.attention import Attention
+
+        Attention.backend = job.attention  # a class-wide switch, meant for benchmarks and tests
     try:
         result = run_video_job(job) if job.kind == "video" else run_forward_job(job)
         result["ok"] = True
@@ -397,6 +423,7 @@ def machine_header(args: argparse.Namespace, command: str) -> list[str]:
         f"{cpu_flags()})",
         f"- device: {args.device}" + (f" ({_gpu_name()})" if args.device == "cuda" else ""),
         f"- threads: torch.set_num_threads({args.threads}) in every worker",
+        f"- depthcli attention backend: {args.attention}",
         f"- versions: python {v['python']}, torch {v['torch']}, transformers {v['transformers']}, "
         f"depthcli {v['depthcli']}",
         f"- timing: median of {args.repeats} forwards after {args.warmup} warm-up, each configuration "
@@ -607,7 +634,7 @@ def benchmark_rows(args: argparse.Namespace, weights: dict[str, Path], peers: bo
         out = workdir / f"out-{model}-{h}x{w}-{impl}-{mode}.npy"
         outputs.setdefault((model, h, w), {})[(impl, mode)] = out
         plan.append((row, Job("forward", impl, str(weights[model]), mode, args.device, args.threads, h, w,
-                              warmup, repeats, save_output=str(out))))
+                              warmup, repeats, save_output=str(out), attention=args.attention)))
 
     for model in args.models:
         for h, w in args.sizes:
@@ -700,28 +727,34 @@ def video_section(args: argparse.Namespace, weights: Path, workdir: Path,
     body = []
     for precision in precisions:
         job = Job("video", "depthcli", str(weights), precision, args.device, args.threads, warmup=1,
-                  video=str(video), video_out=str(workdir / f"depth-{precision}.mp4"), size=args.video_size)
+                  video=str(video), video_out=str(workdir / f"depth-{precision}.mp4"), size=args.video_size,
+                  attention=args.attention)
         t0 = time.perf_counter()
         r = run_job(job, args.worker_timeout)
         if not r.get("ok"):
             log(f"[video {precision}] failed: {r['error']}")
-            body.append([args.video_model, precision, "failed", r["error"], "", "", "", ""])
+            body.append([args.video_model, precision, "failed", r["error"], "", "", "", "", ""])
             continue
         log(f"[video {precision}] model {r['model_fps']:.2f} fps, end to end {r['end_to_end_fps']:.2f} fps "
             f"({time.perf_counter() - t0:.0f} s)")
         ratio = r["ratio"]
         verdict = "meets" if ratio is not None and ratio >= VIDEO_TARGET_RATIO else "BELOW"
         ph, pw = r["processed_hw"]
+        stages = " / ".join(f"{r[k]:.0f}" for k in ("median_infer_ms", "median_prepare_ms",
+                                                     "median_upsample_ms", "median_sink_ms"))
         body.append([args.video_model, precision, f"{r['frames']}", f"{ph}x{pw}", f"{r['model_fps']:.2f}",
                      f"{r['end_to_end_fps']:.2f}", f"{ratio:.3f}" if ratio is not None else "n/a",
-                     f"{verdict} {VIDEO_TARGET_RATIO}"])
+                     f"{verdict} {VIDEO_TARGET_RATIO}", stages])
     w, h = VIDEO_SIZE_WH
     lines = ["", f"## End-to-end video ({w}x{h} synthetic mp4, --size {args.video_size})", "",
              "`stream_depth` with a `DepthPredictor`, a sink that renders with `to_color` and encodes with "
              "`VideoWriter`; decode and preprocessing overlap the model in a worker thread. Model-only fps "
-             "is 1000 / median forward ms of the same run; one warm-up frame before the stream.", ""]
+             "is 1000 / median forward ms of the same run; one warm-up frame before the stream. Stage times are "
+             "medians; preprocess and render+encode run in threads beside the model, so with no spare "
+             "core they add to the frame time.", ""]
     lines += markdown_table(["model", "precision", "frames", "network input (HxW)", "model-only fps",
-                             "end-to-end fps", "end-to-end / model", f"target >= {VIDEO_TARGET_RATIO}"], body)
+                             "end-to-end fps", "end-to-end / model", f"target >= {VIDEO_TARGET_RATIO}",
+                             "ms/frame: forward / preprocess / upsample / render+encode"], body)
     return lines
 
 
@@ -730,7 +763,7 @@ def memory_curve_section(args: argparse.Namespace, weights: Path, log: Callable[
     body, points = [], []
     for side in args.curve_sizes:
         job = Job("forward", "depthcli", str(weights), "fp32", args.device, args.threads, side, side,
-                  warmup=0, repeats=1)
+                  warmup=0, repeats=1, attention=args.attention)
         r = run_job(job, args.worker_timeout)
         if not r.get("ok"):
             log(f"[memory {side}] failed: {r['error']}")
@@ -744,8 +777,9 @@ def memory_curve_section(args: argparse.Namespace, weights: Path, log: Callable[
                      f"{r['above_mib'] / mp:.0f}", slope])
     label = "GPU allocated" if args.device == "cuda" else "RSS"
     lines = ["", f"## Memory scaling: depthcli {args.curve_model} fp32, one process per size", "",
-             "Linear in pixels when MiB per megapixel stays flat (SDPA never builds the tokens x tokens "
-             "attention matrix; the DPT head's full-resolution maps dominate).", ""]
+             "Linear in pixels when MiB per megapixel stays flat (neither SDPA nor the chunked kernel "
+             "builds the tokens x tokens attention matrix; the DPT head's full-resolution maps "
+             "dominate).", ""]
     header = ["size", "megapixels", f"peak {label} MiB", "above loaded model MiB",
               "MiB per megapixel (above model)", "MiB per extra megapixel (vs previous)"]
     lines += markdown_table(header, body)
@@ -762,7 +796,7 @@ def gpu_table(args: argparse.Namespace, weights: Path, log: Callable[[str], None
         res: dict[str, dict[str, Any]] = {}
         for impl in impls:
             job = Job("forward", impl, str(weights), args.gpu_precision, args.device, args.threads,
-                      side, side, args.warmup, args.repeats)
+                      side, side, args.warmup, args.repeats, attention=args.attention)
             res[impl] = r = run_job(job, args.worker_timeout, sample_gpu=args.device == "cuda")
             what = f"{fmt_ms(r['median_ms'])} ms" if r.get("ok") else r["error"]
             log(f"[gpu {side}x{side} {impl}] {what}")
@@ -820,6 +854,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "1 with --quick)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: physical cores)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--attention", choices=["auto", "sdpa", "chunked"], default="auto",
+                   help="depthcli's attention kernel (auto: SDPA, except query-chunked matmuls for "
+                        "bf16/fp16 on the CPU)")
     p.add_argument("--no-video", action="store_true", help="skip the end-to-end video section")
     p.add_argument("--video-frames", type=int, default=None, help="frames of the synthetic video "
                    "(default 60, 20 with --quick)")

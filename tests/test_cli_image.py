@@ -362,6 +362,15 @@ def test_skip_existing(tmp_path: Path, model_args: list[str]) -> None:
     assert SUMMARY.match(err[-1])["n"] == "1"
 
 
+def test_names_differing_only_in_suffix_do_not_overwrite_each_other(tmp_path: Path, model_args: list[str]) -> None:
+    write_image(tmp_path / "in" / "a.png", seed=0)
+    write_image(tmp_path / "in" / "a.jpg", seed=1)
+    write_image(tmp_path / "in" / "b.png", seed=2)
+    assert_ok(image("in", "-o", "out", "-f", "npy", *model_args, cwd=tmp_path))
+    assert files_under(tmp_path / "out") == {"a_jpg_depth.npy", "a_png_depth.npy", "b_depth.npy"}
+    assert not np.array_equal(np.load(tmp_path / "out/a_jpg_depth.npy"), np.load(tmp_path / "out/a_png_depth.npy"))
+
+
 def test_max_side_caps_the_processed_size(tmp_path: Path, model_args: list[str]) -> None:
     write_image(tmp_path / "pano.png", 40, 200, seed=0)  # 70 x 350 uncapped
     write_image(tmp_path / "small.png", 48, 64, seed=1)  # 70 x 98: under the cap, unchanged

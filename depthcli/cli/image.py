@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import sys
+from collections import Counter
 from pathlib import Path
 
 import click
@@ -21,11 +22,14 @@ def _colormap_names() -> list[str]:
     return sorted(COLORMAPS)
 
 
-def output_path(item, output: str | None, fmt: str) -> Path | None:  # noqa: ANN001 - InputItem
-    """Where an input's depth goes: beside it, or mirrored under -o DIR; None means stdout."""
+def output_path(item, output: str | None, fmt: str, *, keep_suffix: bool = False) -> Path | None:  # noqa: ANN001
+    """Where an input's depth goes: beside it, or mirrored under -o DIR; None means stdout.
+    ``keep_suffix`` names ``a.jpg`` -> ``a_jpg_depth.png``, for inputs whose names differ only there."""
     if output == "-" or (output is None and item.source is None):
         return None
-    name = f"{Path(item.relative.name).stem}_depth.{FORMATS[fmt]}"
+    src = Path(item.relative.name)
+    stem = f"{src.stem}_{src.suffix.lstrip('.')}" if keep_suffix and src.suffix else src.stem
+    name = f"{stem}_depth.{FORMATS[fmt]}"
     if output is None:
         return item.source.parent / name
     return Path(output) / item.relative.parent / name
@@ -119,9 +123,12 @@ def image_command(inputs, recursive, list_file, output, fmt, colormap, invert, s
     if output not in (None, "-") and Path(output).exists() and not Path(output).is_dir():
         raise click.UsageError(f"-o {output}: exists and is not a folder")
 
+    plain = [output_path(item, output, fmt) for item in items]
+    clashing = {d for d, n in Counter(plain).items() if d is not None and n > 1}  # a.jpg and a.png
     jobs, skipped = [], 0
-    for item in items:
-        dest = output_path(item, output, fmt)
+    for item, dest in zip(items, plain, strict=True):
+        if dest in clashing:
+            dest = output_path(item, output, fmt, keep_suffix=True)
         if skip_existing and dest is not None and dest.exists():
             skipped += 1
             continue
