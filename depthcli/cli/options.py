@@ -71,6 +71,9 @@ def load_predictor(*, model: str | None, model_version: str | None, device: str,
         if "out of memory" in str(e).lower() or isinstance(e, MemoryError):
             raise CliError(f"out of memory loading {source} on {dev}", exit_codes.DEVICE) from None
         raise
+    from ..runtime.threads import configure_threads
+
+    configure_threads(dev)
     return DepthPredictor(net, size=size, max_side=max_side)
 
 

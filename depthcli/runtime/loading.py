@@ -48,4 +48,9 @@ def load_model(source: str | Path, *, version: int | None = None, device: str | 
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
         raise CheckpointError(f"{Path(path).name}: not a usable Depth-Anything checkpoint "
                               f"({type(e).__name__}: {first})") from e
-    return model.to(device=dev, dtype=dt).eval()
+    model = model.to(device=dev, dtype=dt)
+    if dev.type in ("cpu", "cuda"):
+        # the DPT head is convolutions on large maps: channels-last kernels run them 10-30% faster
+        # (the same values to float rounding)
+        model = model.to(memory_format=torch.channels_last)
+    return model.eval()

@@ -1,0 +1,44 @@
+"""CPU threads: the model gets the physical cores; OpenCV's own pools stay out of its way.
+
+Hyper-threads share a core's matrix units, so torch runs fastest with one thread per physical
+core. Decoding, resizing and encoding run in depthcli's worker threads beside the model; if
+OpenCV also fanned each call out over every core, those calls would preempt the model's threads
+at every frame. One OpenCV thread per call keeps them to the spare cycles.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+
+def usable_cpus() -> set[int]:
+    try:
+        return set(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return set(range(os.cpu_count() or 1))
+
+
+def physical_cores() -> int:
+    """Distinct (package, core) pairs among the CPUs this process may run on."""
+    cpus = usable_cpus()
+    cores = set()
+    for cpu in cpus:
+        topo = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            cores.add((topo.joinpath("physical_package_id").read_text().strip(),
+                       topo.joinpath("core_id").read_text().strip()))
+        except OSError:
+            return max(1, len(cpus))
+    return max(1, len(cores))
+
+
+def configure_threads(device: torch.device) -> None:
+    """Set torch and OpenCV thread counts for a run on ``device`` (environment settings such as
+    OMP_NUM_THREADS, when given, win)."""
+    import cv2
+
+    if device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(physical_cores())
+    cv2.setNumThreads(1 if device.type == "cpu" else max(1, len(usable_cpus()) // 2))
