@@ -57,7 +57,7 @@ def jpeg_bomb(width: int, height: int) -> bytes:
     return bytes(jpg)
 
 
-def _seg(marker: int, payload: bytes) -> bytes:
+def jpeg_segment(marker: int, payload: bytes) -> bytes:
     return b"\xff" + bytes([marker]) + struct.pack(">H", len(payload) + 2) + payload
 
 
@@ -69,12 +69,12 @@ def cmyk_jpeg(mcus: list[tuple[int, int, int, int]]) -> bytes:
     sof = struct.pack(">BHHB", 8, 8, 8 * len(mcus), 4) + b"".join(bytes([c, 0x11, 0]) for c in components)
     parts = [
         b"\xff\xd8",
-        _seg(0xEE, b"Adobe" + struct.pack(">HHHB", 100, 0, 0, 0)),
-        _seg(0xDB, b"\x00" + bytes([1] * 64)),
-        _seg(0xC0, sof),
-        _seg(0xC4, b"\x00" + bytes([0, 0, 0, 12] + [0] * 12) + bytes(range(12))),
-        _seg(0xC4, b"\x10" + bytes([1] + [0] * 15) + b"\x00"),
-        _seg(0xDA, bytes([4]) + b"".join(bytes([c, 0]) for c in components) + b"\x00\x3f\x00"),
+        jpeg_segment(0xEE, b"Adobe" + struct.pack(">HHHB", 100, 0, 0, 0)),
+        jpeg_segment(0xDB, b"\x00" + bytes([1] * 64)),
+        jpeg_segment(0xC0, sof),
+        jpeg_segment(0xC4, b"\x00" + bytes([0, 0, 0, 12] + [0] * 12) + bytes(range(12))),
+        jpeg_segment(0xC4, b"\x10" + bytes([1] + [0] * 15) + b"\x00"),
+        jpeg_segment(0xDA, bytes([4]) + b"".join(bytes([c, 0]) for c in components) + b"\x00\x3f\x00"),
     ]
     bits, pred = "", [0, 0, 0, 0]
     for mcu in mcus:

@@ -207,6 +207,26 @@ def test_load_model_by_name_downloads_and_matches(server: HubServer, tiny_repo: 
     assert any(r.path.endswith("/model.safetensors") for r in server.requests)
 
 
+def test_image_without_model_fetches_the_default_once(server: HubServer, tmp_path: Path) -> None:
+    """What a new user types: no --model, no cache. The default model (v2-small) is downloaded
+    once, then the next run works from the cache with no request at all."""
+    import cv2
+    import numpy as np
+
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), (np.random.default_rng(0).random((60, 80, 3)) * 255).astype(np.uint8))
+    hf_home = tmp_path / "hf"
+    first = run(["image", str(photo), "--size", "70", "-f", "npy"], server, hf_home)
+    assert first.returncode == 0, first.stderr
+    assert np.load(tmp_path / "photo_depth.npy").shape == (60, 80)
+    assert any(r.path.endswith("/model.safetensors") for r in server.requests)
+    server.reset("normal")
+    again = run(["image", str(photo), "--size", "70", "-o", str(tmp_path / "again")], server, hf_home)
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "again" / "photo_depth.png").is_file()
+    assert server.requests == []
+
+
 def test_missing_repo_is_exit_3_with_one_line(server: HubServer, tmp_path: Path) -> None:
     server.reset("404")
     result = run(["download", "v2-small"], server, tmp_path / "hf")

@@ -13,12 +13,12 @@ import subprocess
 import sys
 import time
 import warnings
-import zlib
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from fuzz_cases import cmyk_jpeg, faststart, jpeg_segment, png_bomb
 
 from depthcli.io import images, inputs, render, video, window, writers
 from depthcli.io.camera import open_source
@@ -43,103 +43,11 @@ def _jpeg(img: np.ndarray) -> bytes:
     return cv2.imencode(".jpg", img)[1].tobytes()
 
 
-def _seg(marker: int, payload: bytes) -> bytes:
-    return b"\xff" + bytes([marker]) + struct.pack(">H", len(payload) + 2) + payload
-
-
 def _with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
     """Insert a minimal big-endian EXIF APP1 (one IFD0 entry: Orientation) after SOI."""
     ifd = struct.pack(">H", 1) + struct.pack(">HHIHH", 0x0112, 3, 1, orientation, 0) + b"\0\0\0\0"
     tiff = b"MM\x00\x2a" + struct.pack(">I", 8) + ifd
-    return jpeg[:2] + _seg(0xE1, b"Exif\0\0" + tiff) + jpeg[2:]
-
-
-def _cmyk_jpeg(mcus: list[tuple[int, int, int, int]]) -> bytes:
-    """A baseline 4-component (Adobe, inverted CMYK) JPEG of flat 8x8 blocks, one per MCU.
-
-    Quantisation is all ones, so a block's DC coefficient (v - 128) * 8 decodes to exactly v;
-    the DC Huffman table gives every category a 4-bit code and the AC table has only EOB.
-    """
-    components = (1, 2, 3, 4)
-    sof = struct.pack(">BHHB", 8, 8, 8 * len(mcus), 4) + b"".join(bytes([c, 0x11, 0]) for c in components)
-    parts = [
-        b"\xff\xd8",
-        _seg(0xEE, b"Adobe" + struct.pack(">HHHB", 100, 0, 0, 0)),
-        _seg(0xDB, b"\x00" + bytes([1] * 64)),
-        _seg(0xC0, sof),
-        _seg(0xC4, b"\x00" + bytes([0, 0, 0, 12] + [0] * 12) + bytes(range(12))),
-        _seg(0xC4, b"\x10" + bytes([1] + [0] * 15) + b"\x00"),
-        _seg(0xDA, bytes([4]) + b"".join(bytes([c, 0]) for c in components) + b"\x00\x3f\x00"),
-    ]
-    bits, pred = "", [0, 0, 0, 0]
-    for mcu in mcus:
-        for c, value in enumerate(mcu):
-            dc = (value - 128) * 8
-            diff, pred[c] = dc - pred[c], dc
-            cat = abs(diff).bit_length()
-            bits += format(cat, "04b")
-            if cat:
-                bits += format(diff if diff > 0 else diff + (1 << cat) - 1, f"0{cat}b")
-            bits += "0"  # end of block
-    bits += "1" * (-len(bits) % 8)
-    data = bytes(int(bits[i : i + 8], 2) for i in range(0, len(bits), 8)).replace(b"\xff", b"\xff\x00")
-    return b"".join(parts) + data + b"\xff\xd9"
-
-
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def _png_bomb(width: int, height: int) -> bytes:
-    """A valid PNG structure whose IHDR declares width x height but whose data is ~30 bytes."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + _png_chunk(b"IHDR", ihdr)
-        + _png_chunk(b"IDAT", zlib.compress(b"\0" * 100))
-        + _png_chunk(b"IEND", b"")
-    )
-
-
-def _mp4_boxes(data: bytes | bytearray, start: int, end: int):
-    pos = start
-    while pos + 8 <= end:
-        size, kind = struct.unpack(">I4s", data[pos : pos + 8])
-        if size < 8:
-            return
-        yield pos, size, kind
-        pos += size
-
-
-def _faststart(mp4: bytes) -> bytes:
-    """Move the 'moov' index in front of 'mdat' (what ``-movflags faststart`` does), shifting
-    the chunk offsets; OpenCV writes it at the end, where a cut file loses it."""
-    top = list(_mp4_boxes(mp4, 0, len(mp4)))
-    kinds = [kind for _, _, kind in top]
-    moov_i, mdat_i = kinds.index(b"moov"), kinds.index(b"mdat")
-    assert moov_i > mdat_i
-    pos, size, _ = top[moov_i]
-    moov = bytearray(mp4[pos : pos + size])
-
-    def patch(start: int, end: int) -> None:
-        for bp, bs, kind in _mp4_boxes(moov, start, end):
-            if kind in (b"trak", b"mdia", b"minf", b"stbl"):
-                patch(bp + 8, bp + bs)
-            elif kind in (b"stco", b"co64"):
-                width, fmt = (4, ">I") if kind == b"stco" else (8, ">Q")
-                (count,) = struct.unpack(">I", moov[bp + 12 : bp + 16])
-                for j in range(count):
-                    at = bp + 16 + width * j
-                    struct.pack_into(fmt, moov, at, struct.unpack(fmt, moov[at : at + width])[0] + len(moov))
-
-    patch(8, len(moov))
-    out = b""
-    for i, (bp, bs, _) in enumerate(top):
-        if i == mdat_i:
-            out += bytes(moov)
-        if i != moov_i:
-            out += mp4[bp : bp + bs]
-    return out
+    return jpeg[:2] + jpeg_segment(0xE1, b"Exif\0\0" + tiff) + jpeg[2:]
 
 
 def _write_video(
@@ -229,8 +137,8 @@ def test_read_image_keeps_16_bit(tmp_path: Path, ext: str) -> None:
     assert cv2.imread(str(tmp_path / f"c.{ext}")).dtype == np.uint8  # what we avoid
 
 
-def test_read_image_cmyk_jpeg() -> None:
-    data = _cmyk_jpeg([(255, 255, 255, 255), (0, 255, 255, 255), (255, 255, 255, 0)])
+def test_read_imagecmyk_jpeg() -> None:
+    data = cmyk_jpeg([(255, 255, 255, 255), (0, 255, 255, 255), (255, 255, 255, 0)])
     out = read_image(data)
     assert out.shape == (8, 24, 3) and out.dtype == np.uint8
     expected = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
@@ -310,7 +218,7 @@ def test_read_image_path_problems(tmp_path: Path) -> None:
 def test_read_image_libpng_error_is_silenced(capfd) -> None:
     # A complete chunk structure with too little pixel data: libpng reports it with fprintf.
     with pytest.raises(ImageReadError, match="truncated or corrupt"):
-        read_image(_png_bomb(300, 200), max_pixels=None)
+        read_image(png_bomb(300, 200), max_pixels=None)
     assert capfd.readouterr().err == ""
 
 
@@ -321,7 +229,7 @@ def test_native_stderr_filter_keeps_other_output(capfd) -> None:
 
 
 def test_decompression_bomb_png_refused_before_decoding() -> None:
-    data = _png_bomb(100_000, 100_000)
+    data = png_bomb(100_000, 100_000)
     start = time.perf_counter()
     with pytest.raises(ImageReadError) as info:
         read_image(data)
@@ -343,7 +251,7 @@ def test_pixel_limit_is_configurable(tmp_path: Path) -> None:
 def test_opencv_own_pixel_limit_becomes_image_read_error() -> None:
     # With our guard off, OpenCV's (2^30 pixels by default) still refuses, by raising cv2.error.
     with pytest.raises(ImageReadError, match="100000x100000 is over OpenCV's size limit"):
-        read_image(_png_bomb(100_000, 100_000), max_pixels=None)
+        read_image(png_bomb(100_000, 100_000), max_pixels=None)
 
 
 def test_decompression_bomb_jpeg_sof_refused() -> None:
@@ -807,7 +715,7 @@ def test_video_writer_refused_by_opencv_simulated(tmp_path: Path, monkeypatch: p
 def test_truncated_video_yields_what_it_can(tmp_path: Path) -> None:
     src = tmp_path / "src.mp4"
     _write_video(src, 30)
-    fast = _faststart(src.read_bytes())
+    fast = faststart(src.read_bytes())
     (tmp_path / "fast.mp4").write_bytes(fast)
     assert _count_frames(tmp_path / "fast.mp4") == 30  # the rewrite itself is valid
     cut = tmp_path / "cut.mp4"
