@@ -37,6 +37,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from depthcli.runtime.threads import physical_cores
+
 SCRIPT = Path(__file__).resolve()
 RESULT_PREFIX = "BENCH_RESULT "
 MIB = 2**20
@@ -343,22 +345,6 @@ def worker_main(payload: str) -> int:
 
 
 # ===================================================================================== parent
-def physical_cores() -> int:
-    """Physical cores this process may run on: SMT siblings share one core's FPUs, so more
-    threads than cores only adds contention for dense math."""
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(
-        range(os.cpu_count() or 1))
-    cores = set()
-    for cpu in cpus:
-        topo = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
-        try:
-            cores.add((topo.joinpath("physical_package_id").read_text().strip(),
-                       topo.joinpath("core_id").read_text().strip()))
-        except OSError:
-            return len(cpus)
-    return len(cores) or len(cpus)
-
-
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
