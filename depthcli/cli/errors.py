@@ -64,7 +64,7 @@ def handle_errors() -> Iterator[None]:
 
         if isinstance(exc, CheckpointError):
             raise CliError(_one_line(exc), exit_codes.MODEL) from None
-        if _is_out_of_memory(exc):
+        if is_out_of_memory(exc):
             raise CliError(f"out of memory: {_one_line(exc)}", exit_codes.DEVICE) from None
         raise CliError(f"{type(exc).__name__}: {_one_line(exc)}", exit_codes.SOME_FAILED) from None
 
@@ -80,5 +80,6 @@ def _silence_stdout() -> None:
         pass
 
 
-def _is_out_of_memory(exc: BaseException) -> bool:
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Host (MemoryError) or device (torch's RuntimeError "... out of memory") exhaustion."""
     return isinstance(exc, MemoryError) or "out of memory" in str(exc).lower()

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from . import exit_codes
-from .errors import CliError, print_debug_traceback
+from .errors import CliError, is_out_of_memory, print_debug_traceback
 from .options import load_predictor, model_options, with_handled_errors
 from .signals import terminate_as_interrupt
 
@@ -195,7 +195,7 @@ def _process(jobs, predictor, reporter, *, fmt, colormap, invert, side_by_side, 
         try:
             prediction = predictor.infer(prepared)
         except RuntimeError as e:
-            if "out of memory" not in str(e).lower():
+            if not is_out_of_memory(e):
                 raise
             reporter.failed(item.label, f"out of memory at {prepared.input_bchw.shape[-1]}x"
                                         f"{prepared.input_bchw.shape[-2]}; try a smaller --size or --max-side")

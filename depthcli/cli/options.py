@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from . import exit_codes
-from .errors import CliError, print_debug_traceback
+from .errors import CliError, is_out_of_memory, print_debug_traceback
 
 DEFAULT_MODEL_ENV = "DEPTHCLI_MODEL"
 
@@ -68,7 +68,7 @@ def load_predictor(*, model: str | None, model_version: str | None, device: str,
         print_debug_traceback()
         raise CliError(str(e), exit_codes.MODEL) from None
     except (RuntimeError, MemoryError) as e:
-        if "out of memory" in str(e).lower() or isinstance(e, MemoryError):
+        if is_out_of_memory(e):
             raise CliError(f"out of memory loading {source} on {dev}", exit_codes.DEVICE) from None
         raise
     from ..runtime.threads import configure_threads

@@ -61,8 +61,10 @@ class _Stage(threading.Thread):
             self.error = e
 
 
-def _put(q: queue.Queue, item: object, stop: threading.Event) -> bool:
-    while not stop.is_set():
+def _put(q: queue.Queue, item: object, keep_trying: Callable[[], bool]) -> bool:
+    """Put into a bounded queue without blocking for good: give up once ``keep_trying`` says so
+    (the reader was told to stop, or the stage that drains the queue is gone)."""
+    while keep_trying():
         try:
             q.put(item, timeout=POLL_S)
             return True
@@ -81,15 +83,18 @@ def stream_depth(frames: Iterable[tuple[int, np.ndarray]], predictor: DepthPredi
     to_sink: queue.Queue = queue.Queue(maxsize=queue_size)
     result = StreamResult()
 
+    def running() -> bool:
+        return not stop.is_set()
+
     def read() -> None:
         try:
             for index, frame in frames:
                 if stop.is_set():
                     return
-                if not _put(to_model, (index, frame, predictor.prepare(frame, f"frame {index}")), stop):
+                if not _put(to_model, (index, frame, predictor.prepare(frame, f"frame {index}")), running):
                     return
         finally:
-            _put(to_model, _DONE, stop)
+            _put(to_model, _DONE, running)
 
     def write() -> None:
         last = None  # a frame handed over twice (Ctrl-C during its put) is written once
@@ -122,12 +127,12 @@ def stream_depth(frames: Iterable[tuple[int, np.ndarray]], predictor: DepthPredi
             result.stats.append(prediction.stats)
             if on_frame is not None:
                 on_frame(prediction.stats)
-            _hand_over(writer, to_sink, pending)
+            _put(to_sink, pending, writer.is_alive)
             pending = None
     except KeyboardInterrupt:
         stop.set()
         if pending is not None:  # every frame reported as done ends up in the output
-            _hand_over(writer, to_sink, pending)
+            _put(to_sink, pending, writer.is_alive)
         _finish(writer, to_sink)
         raise
     finally:
@@ -142,23 +147,9 @@ def stream_depth(frames: Iterable[tuple[int, np.ndarray]], predictor: DepthPredi
     return result
 
 
-def _hand_over(writer: _Stage, to_sink: queue.Queue, item: tuple) -> None:
-    while writer.is_alive():
-        try:
-            to_sink.put(item, timeout=POLL_S)
-            return
-        except queue.Full:
-            continue
-
-
 def _finish(writer: _Stage, to_sink: queue.Queue) -> None:
     """Let the sink write everything already inferred, then stop it."""
-    while writer.is_alive():
-        try:
-            to_sink.put(_DONE, timeout=POLL_S)
-            break
-        except queue.Full:
-            continue
+    _put(to_sink, _DONE, writer.is_alive)
     while writer.is_alive():
         try:
             writer.join(timeout=POLL_S)
