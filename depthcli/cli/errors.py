@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import click
 
+from ..runtime.oom import is_out_of_memory
 from . import exit_codes
 
 
@@ -79,7 +80,3 @@ def _silence_stdout() -> None:
     except (OSError, ValueError):
         pass
 
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """Host (MemoryError) or device (torch's RuntimeError "... out of memory") exhaustion."""
-    return isinstance(exc, MemoryError) or "out of memory" in str(exc).lower()

@@ -1,19 +1,17 @@
 """``depthcli image``: depth maps for photos, folders, globs, lists and stdin."""
 from __future__ import annotations
 
-import io
 import sys
-from collections import Counter
 from pathlib import Path
 
 import click
 
 from . import exit_codes
-from .errors import CliError, is_out_of_memory, print_debug_traceback
+from .errors import CliError, print_debug_traceback
 from .options import load_predictor, model_options, with_handled_errors
 from .signals import terminate_as_interrupt
 
-FORMATS = {"color": "png", "gray": "png", "gray16": "png", "npy": "npy"}
+FORMATS = ("color", "gray", "gray16", "npy")  # jobs.image.FORMATS (not imported: --help stays light)
 
 
 def _colormap_names() -> list[str]:
@@ -22,57 +20,13 @@ def _colormap_names() -> list[str]:
     return sorted(COLORMAPS)
 
 
-def output_path(item, output: str | None, fmt: str, *, keep_suffix: bool = False) -> Path | None:  # noqa: ANN001
-    """Where an input's depth goes: beside it, or mirrored under -o DIR; None means stdout.
-    ``keep_suffix`` names ``a.jpg`` -> ``a_jpg_depth.png``, for inputs whose names differ only there."""
-    if output == "-" or (output is None and item.source is None):
-        return None
-    src = Path(item.relative.name)
-    stem = f"{src.stem}_{src.suffix.lstrip('.')}" if keep_suffix and src.suffix else src.stem
-    name = f"{stem}_depth.{FORMATS[fmt]}"
-    if output is None:
-        return item.source.parent / name
-    return Path(output) / item.relative.parent / name
-
-
-def render(image_bgr, depth_hw, *, fmt: str, colormap: str, invert: bool, side_by_side: bool):  # noqa: ANN001, ANN201
-    """The array to write for one image (float32 for npy, uint8/uint16 pictures otherwise)."""
-    from ..io import render as r
-
-    if fmt == "npy":
-        return depth_hw
-    if fmt == "gray16":
-        return r.to_gray16(depth_hw, invert=invert)
-    picture = r.to_gray8(depth_hw, invert=invert) if fmt == "gray" else r.to_color(
-        depth_hw, colormap=colormap, invert=invert)
-    return r.side_by_side(image_bgr, picture) if side_by_side else picture
-
-
-def write(array, path: Path | None, fmt: str) -> None:  # noqa: ANN001
-    from ..io import writers
-
-    if path is None:
-        if fmt == "npy":
-            buf = io.BytesIO()
-            import numpy as np
-
-            np.save(buf, array)
-            writers.write_stdout_bytes(buf.getvalue())
-        else:
-            writers.write_stdout_bytes(writers.encode_png(array))
-    elif fmt == "npy":
-        writers.write_npy(path, array)
-    else:
-        writers.write_png(path, array)
-
-
 @click.command("image")
 @click.argument("inputs", nargs=-1, metavar="INPUT...")
 @click.option("-r", "--recursive", is_flag=True, help="Descend into subfolders of folder inputs.")
 @click.option("--list", "list_file", metavar="FILE", help="Read input paths, one per line, from FILE (- = stdin).")
 @click.option("-o", "--output", metavar="DIR|-", help="Output folder (created; subfolders mirrored), or - for stdout. "
               "Default: beside each input.")
-@click.option("-f", "--format", "fmt", type=click.Choice(list(FORMATS)), default="color", show_default=True,
+@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default="color", show_default=True,
               help="color: colormap PNG; gray: 8-bit PNG; gray16: 16-bit PNG; npy: raw float32 depth "
                    "at the image's resolution (metres for metric models).")
 @click.option("--colormap", default="inferno", show_default=True, metavar="NAME",
@@ -87,9 +41,8 @@ def write(array, path: Path | None, fmt: str) -> None:  # noqa: ANN001
 @click.option("--stats", "stats_path", metavar="FILE", help="Write one JSON object per image (- = stdout).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors and nothing else on stderr.")
 @with_handled_errors
-def image_command(inputs, recursive, list_file, output, fmt, colormap, invert, side_by_side, model,
-                  model_version, device, precision, size, max_side, max_pixels, skip_existing, stats_path,
-                  quiet) -> None:  # noqa: ANN001
+def image_command(inputs, recursive, list_file, output, fmt, colormap, invert, side_by_side, spec, max_pixels,
+                  skip_existing, stats_path, quiet) -> None:  # noqa: ANN001
     """Depth maps for images: files, folders (-r), quoted globs, --list, or - for stdin.
 
     \b
@@ -102,6 +55,7 @@ def image_command(inputs, recursive, list_file, output, fmt, colormap, invert, s
     """
     from ..io.images import DEFAULT_MAX_PIXELS
     from ..io.inputs import collect_inputs
+    from ..jobs.image import ImageOptions, plan_outputs, run_images
 
     if not inputs and not list_file:
         raise click.UsageError("give at least one INPUT (file, folder, glob or -) or --list FILE")
@@ -123,16 +77,8 @@ def image_command(inputs, recursive, list_file, output, fmt, colormap, invert, s
     if output not in (None, "-") and Path(output).exists() and not Path(output).is_dir():
         raise click.UsageError(f"-o {output}: exists and is not a folder")
 
-    plain = [output_path(item, output, fmt) for item in items]
-    clashing = {d for d, n in Counter(plain).items() if d is not None and n > 1}  # a.jpg and a.png
-    jobs, skipped = [], 0
-    for item, dest in zip(items, plain, strict=True):
-        if dest in clashing:
-            dest = output_path(item, output, fmt, keep_suffix=True)
-        if skip_existing and dest is not None and dest.exists():
-            skipped += 1
-            continue
-        jobs.append((item, dest))
+    jobs, skipped = plan_outputs(items, output, fmt, skip_existing=skip_existing)
+    opts = ImageOptions(fmt=fmt, colormap=colormap, invert=invert, side_by_side=side_by_side, max_pixels=limit)
 
     from .report import Reporter
 
@@ -145,11 +91,17 @@ def image_command(inputs, recursive, list_file, output, fmt, colormap, invert, s
             if skipped:
                 reporter.info(f"skipped {skipped} input{'s' if skipped != 1 else ''} whose output exists")
             if jobs:
-                predictor = load_predictor(model=model, model_version=model_version, device=device,
-                                           precision=precision, size=size, max_side=max_side)
-                _notice(model, predictor, reporter)
-                _process(jobs, predictor, reporter, fmt=fmt, colormap=colormap, invert=invert,
-                         side_by_side=side_by_side, max_pixels=limit)
+                predictor = load_predictor(spec)
+                _notice(spec, predictor, reporter)
+
+                def done(stats, dest) -> None:  # noqa: ANN001
+                    reporter.done(stats, extra=f" -> {dest}" if dest is not None else "")
+
+                def failed(label: str, reason: str) -> None:
+                    print_debug_traceback()
+                    reporter.failed(label, reason)
+
+                run_images(jobs, predictor, opts, on_done=done, on_failed=failed)
     except KeyboardInterrupt:
         reporter.close()
         raise CliError("interrupted; outputs written so far are complete", exit_codes.INTERRUPTED) from None
@@ -158,61 +110,12 @@ def image_command(inputs, recursive, list_file, output, fmt, colormap, invert, s
         sys.exit(exit_codes.SOME_FAILED)
 
 
-def _notice(model: str | None, predictor, reporter) -> None:  # noqa: ANN001
+def _notice(spec, predictor, reporter) -> None:  # noqa: ANN001
     """Licence and unit notes, once per run."""
     from ..hub import registry
-    from .options import model_source
 
-    name = model_source(model)
-    note = registry.licence_notice(name) if hasattr(registry, "licence_notice") else None
+    note = registry.licence_notice(spec.source) if hasattr(registry, "licence_notice") else None
     if note:
         click.echo(f"depthcli: note: {note}", err=True)
     if predictor.model.config.metric and not reporter.quiet:
         reporter.info(f"depthcli: metric model: depth in metres (0..{predictor.model.config.max_depth:g} m)")
-
-
-def _process(jobs, predictor, reporter, *, fmt, colormap, invert, side_by_side, max_pixels) -> None:  # noqa: ANN001
-    from ..io.images import ImageReadError, read_image
-    from ..io.writers import OutputError
-    from ..runtime.pipeline import prefetch_map
-
-    def load(job):  # noqa: ANN001, ANN202 - runs in the prefetch thread
-        item, _ = job
-        image = read_image(item.data if item.source is None else item.source, max_pixels=max_pixels)
-        return image, predictor.prepare(image, item.label)
-
-    for (item, dest), future in prefetch_map(load, jobs):
-        try:
-            image, prepared = future.result()
-        except ImageReadError as e:
-            print_debug_traceback()
-            reporter.failed(item.label, str(e))
-            continue
-        except (ValueError, MemoryError) as e:
-            print_debug_traceback()
-            reporter.failed(item.label, f"cannot prepare: {e}")
-            continue
-        try:
-            prediction = predictor.infer(prepared)
-        except RuntimeError as e:
-            if not is_out_of_memory(e):
-                raise
-            reporter.failed(item.label, f"out of memory at {prepared.input_bchw.shape[-1]}x"
-                                        f"{prepared.input_bchw.shape[-2]}; try a smaller --size or --max-side")
-            _free_cuda()
-            continue
-        try:
-            write(render(image, prediction.depth_hw, fmt=fmt, colormap=colormap, invert=invert,
-                         side_by_side=side_by_side), dest, fmt)
-        except OutputError as e:
-            print_debug_traceback()
-            reporter.failed(item.label, str(e))
-            continue
-        reporter.done(prediction.stats, extra=f" -> {dest}" if dest is not None else "")
-
-
-def _free_cuda() -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()

@@ -2,20 +2,33 @@
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable
 from typing import Any
 
 import click
 
+from ..runtime.spec import DEFAULT_MODEL_ENV  # plain data, no torch: --help stays instant
 from . import exit_codes
 from .errors import CliError, is_out_of_memory, print_debug_traceback
 
-DEFAULT_MODEL_ENV = "DEPTHCLI_MODEL"
-
 
 def model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """--model, --model-version, --device, --fp16/--bf16, --size, --max-side."""
+    """--model, --model-version, --device, --fp16/--bf16, --size, --max-side, handed to the
+    command as ONE keyword argument ``spec`` (a ``runtime.spec.PredictorSpec``), so an option
+    added here (and as a field of PredictorSpec, same name) reaches every command, the cluster
+    workers and the server without touching them."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import dataclasses
+
+        from ..runtime.spec import PredictorSpec
+
+        values = {field.name: kwargs.pop(field.name) for field in dataclasses.fields(PredictorSpec)}
+        if values["model_version"] is not None:
+            values["model_version"] = int(values["model_version"])
+        return fn(*args, spec=PredictorSpec(**values), **kwargs)
+
     decorators = [
         click.option("-m", "--model", "model", metavar="NAME|PATH", default=None,
                      help=f"Registry name (see `depthcli models`) or checkpoint path: original .pth, "
@@ -33,48 +46,26 @@ def model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="Cap the longer network-input side (thin panoramas otherwise blow up)."),
     ]
     for deco in reversed(decorators):
-        fn = deco(fn)
-    return fn
+        wrapper = deco(wrapper)
+    return wrapper
 
 
-def model_source(model: str | None) -> str:
-    if model:
-        return model
-    env = os.environ.get(DEFAULT_MODEL_ENV)
-    if env:
-        return env
-    from ..hub.registry import DEFAULT_MODEL
-
-    return DEFAULT_MODEL
-
-
-def load_predictor(*, model: str | None, model_version: str | None, device: str, precision: str | None,
-                   size: int, max_side: int | None):  # noqa: ANN201 - DepthPredictor, imported lazily
+def load_predictor(spec):  # noqa: ANN001, ANN201 - PredictorSpec -> DepthPredictor, imported lazily
     """Build the predictor, mapping each failure to its exit code and one line."""
     from ..model import CheckpointError
-    from ..runtime.device import pick_device, pick_dtype
-    from ..runtime.loading import load_model
-    from ..runtime.predictor import DepthPredictor
+    from ..runtime.loading import DeviceError, build_predictor
 
     try:
-        dev = pick_device(device)
-        dt = pick_dtype(precision, dev)
-    except ValueError as e:
+        return build_predictor(spec)
+    except DeviceError as e:
         raise CliError(str(e), exit_codes.DEVICE) from None
-    source = model_source(model)
-    try:
-        net = load_model(source, version=int(model_version) if model_version else None, device=dev, dtype=dt)
     except CheckpointError as e:
         print_debug_traceback()
         raise CliError(str(e), exit_codes.MODEL) from None
     except (RuntimeError, MemoryError) as e:
         if is_out_of_memory(e):
-            raise CliError(f"out of memory loading {source} on {dev}", exit_codes.DEVICE) from None
+            raise CliError(f"out of memory loading {spec.source} on {spec.device}", exit_codes.DEVICE) from None
         raise
-    from ..runtime.threads import configure_threads
-
-    configure_threads(dev)
-    return DepthPredictor(net, size=size, max_side=max_side)
 
 
 def with_handled_errors(fn: Callable[..., Any]) -> Callable[..., Any]:

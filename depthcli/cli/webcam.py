@@ -30,8 +30,8 @@ KEYS_HELP = "q/Esc quit, space pause, s snapshot, c next colormap, r start/stop 
 @click.option("--stats", "stats_path", metavar="FILE", help="Write one JSON object per frame (- = stdout).")
 @click.option("-q", "--quiet", is_flag=True)
 @with_handled_errors
-def webcam_command(camera, source, no_window, record_path, snapshot_dir, colormap, normalize, max_frames, model,
-                   model_version, device, precision, size, max_side, stats_path, quiet) -> None:  # noqa: ANN001
+def webcam_command(camera, source, no_window, record_path, snapshot_dir, colormap, normalize, max_frames, spec,
+                   stats_path, quiet) -> None:  # noqa: ANN001
     """Live depth: input and depth side by side with ms/frame, fps and VRAM.
 
     \b
@@ -60,8 +60,7 @@ def webcam_command(camera, source, no_window, record_path, snapshot_dir, colorma
             reader = open_source(camera=None if source else (camera or 0), source=source)
         except VideoOpenError as e:
             raise CliError(f"{what}: {e}", exit_codes.INPUT) from None
-        predictor = load_predictor(model=model, model_version=model_version, device=device, precision=precision,
-                                   size=size, max_side=max_side)
+        predictor = load_predictor(spec)
         live = source is None or is_url(source) or (source.isdigit() and not Path(source).exists())
         session = _Session(predictor, reader, window=window, colormap=colormap, normalize=normalize,
                            record_path=record_path, snapshot_dir=Path(snapshot_dir), quiet=quiet,

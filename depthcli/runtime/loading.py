@@ -7,6 +7,7 @@ import torch
 
 from ..model import CheckpointError, DepthAnything, build_model, read_checkpoint
 from .device import pick_device, pick_dtype
+from .spec import PredictorSpec
 
 
 def resolve_source(source: str | Path) -> Path:
@@ -54,3 +55,27 @@ def load_model(source: str | Path, *, version: int | None = None, device: str | 
         # (the same values to float rounding)
         model = model.to(memory_format=torch.channels_last)
     return model.eval()
+
+
+
+class DeviceError(ValueError):
+    """The requested device or precision is not available (exit code 4 in the CLI)."""
+
+
+def build_predictor(spec: PredictorSpec):  # noqa: ANN201 - DepthPredictor (imported lazily: no cycle)
+    """Load the model the spec names and wrap it in a predictor, threads configured.
+
+    Raises ``DeviceError`` (device/precision unavailable), ``CheckpointError`` (bad or missing
+    model) or MemoryError / an out-of-memory RuntimeError; callers map them to their own errors.
+    """
+    from .predictor import DepthPredictor
+    from .threads import configure_threads
+
+    try:
+        dev = pick_device(spec.device)
+        dt = pick_dtype(spec.precision, dev)
+    except ValueError as e:
+        raise DeviceError(str(e)) from None
+    net = load_model(spec.source, version=spec.model_version, device=dev, dtype=dt)
+    configure_threads(dev)
+    return DepthPredictor(net, size=spec.size, max_side=spec.max_side)

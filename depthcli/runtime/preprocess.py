@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from ..model.configs import PATCH_SIZE
+from .spec import DEFAULT_SIZE
 
-DEFAULT_SIZE = 518
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])
 IMAGENET_STD = np.array([0.229, 0.224, 0.225])
 

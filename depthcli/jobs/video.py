@@ -1,0 +1,191 @@
+"""One video in, its depth video (and/or depth frames) out, as ``depthcli video`` does it.
+
+Decoding, inference and rendering + encoding overlap (``runtime.streaming``); an interrupt or a
+decode error midway still leaves a finalised, playable file of the frames done. Plain functions
+with callbacks for what is shown, so the CLI and cluster tasks run the same code.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..io import render as r
+from ..io.video import FrameDirWriter, VideoOpenError, VideoReader, VideoWriter
+from ..io.writers import OutputError
+from ..runtime.streaming import stream_depth
+
+
+class VideoUsageError(ValueError):
+    """--start/--end that cannot be honoured (a usage error: exit 2 in the CLI)."""
+
+
+class VideoInterrupted(Exception):
+    """Ctrl-C/SIGTERM during a video; the message says what was finalised and kept."""
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    """How a video's depth is rendered and written (everything but the model)."""
+
+    output: str | None = None  # folder; None: beside the input
+    fmt: str = "color"  # color | gray
+    colormap: str = "inferno"
+    invert: bool = False
+    side_by_side: bool = False
+    normalize: str = "running"  # running | frame
+    frames_fmt: str | None = None  # gray16 | npy: also write every depth frame
+    no_video: bool = False
+    start: str | None = None
+    end: str | None = None
+    stride: int = 1
+    max_frames: int | None = None
+
+
+_TIME = re.compile(r"^(?:(\d+):)?(?:(\d+):)?(\d+(?:\.\d*)?)s?$")
+
+
+def parse_position(text: str | None, fps: float) -> int | None:
+    """A frame index from ``120`` (frame number), ``4.5s`` / ``4.5`` (seconds) or ``01:02.5``
+    (minutes:seconds, hours:minutes:seconds)."""
+    if text is None:
+        return None
+    t = text.strip()
+    if re.fullmatch(r"\d+", t):
+        return int(t)
+    m = _TIME.match(t)
+    if not m:
+        raise VideoUsageError(f"{text!r}: use a frame number (120), seconds (4.5s) or mm:ss(.s)")
+    parts = [p for p in m.groups() if p is not None]
+    seconds = 0.0
+    for p in parts:
+        seconds = seconds * 60 + float(p)
+    return int(round(seconds * fps))
+
+
+def frame_range(reader, start: int | None, end: int | None, stride: int, max_frames: int | None):  # noqa: ANN001, ANN201
+    """Yield (index, frame) for the selected frames; ``end`` is exclusive."""
+    first = start or 0
+    if first:
+        reader.seek(first)
+    taken = 0
+    for index, frame in reader:
+        if end is not None and index >= end:
+            return
+        if (index - first) % stride:
+            continue
+        yield index, frame
+        taken += 1
+        if max_frames is not None and taken >= max_frames:
+            return
+
+
+def run_video(path: str, predictor, opts: VideoOptions, *, new_reporter: Callable[[int | None], Any],  # noqa: ANN001
+              error: Callable[[str], None]) -> bool | None:
+    """Depth for one video, written as ``<stem>_depth.mp4`` (and/or frames). True when done, None
+    when it could not be opened, False when it broke midway or its output could not be written.
+
+    ``new_reporter(total_frames)`` makes the per-video reporter (``info``, ``done(stats)``,
+    ``close()``, ``summary.frames``), ``error(line)`` shows one failure line. Raises
+    ``VideoInterrupted`` on Ctrl-C (the output so far finalised) and ``VideoUsageError`` for a
+    --start/--end that selects nothing sensible.
+    """
+    output, fmt, colormap, invert, side_by_side = opts.output, opts.fmt, opts.colormap, opts.invert, opts.side_by_side
+    normalize, frames_fmt, no_video, start, end = opts.normalize, opts.frames_fmt, opts.no_video, opts.start, opts.end
+    stride, max_frames = opts.stride, opts.max_frames
+
+    src = Path(path)
+    out_dir = Path(output) if output else (src.parent if src.exists() else Path.cwd())
+    stem = src.stem if src.exists() else re.sub(r"\W+", "_", path).strip("_")[-40:] or "stream"
+    try:
+        reader = VideoReader(path)
+    except VideoOpenError as e:
+        error(f"depthcli: {path}: {e}")
+        return None
+    fps = reader.fps
+    first, stop_at = parse_position(start, fps), parse_position(end, fps)
+    if stop_at is not None and stop_at <= (first or 0):
+        reader.close()
+        raise VideoUsageError(f"--end ({end}) must come after --start ({start or 0})")
+    w, h = reader.size
+    try:
+        predictor.check_fits(h, w)
+    except MemoryError as e:
+        error(f"depthcli: {path}: {e}")
+        reader.close()
+        return False
+    total = reader.frame_count
+    if total is not None:
+        last = min(total, stop_at) if stop_at is not None else total
+        total = max(0, (last - (first or 0) + stride - 1) // stride)
+        if max_frames is not None:
+            total = min(total, max_frames)
+    reporter = new_reporter(total)
+    running = r.RunningRange() if normalize == "running" else None
+    video_path = out_dir / f"{stem}_depth.mp4"
+    out_size = (2 * w, h) if side_by_side else (w, h)
+    try:
+        writer = None if no_video else VideoWriter(video_path, fps / stride, out_size)
+    except OutputError as e:
+        error(f"depthcli: {path}: {e}")
+        reader.close()
+        return False
+    frame_writer = None
+    if frames_fmt:
+        kind = "npy" if frames_fmt == "npy" else "png"
+        frame_writer = FrameDirWriter(out_dir / f"{stem}_depth_frames", stem, kind)
+
+    def sink(index: int, frame, prediction) -> None:  # noqa: ANN001
+        depth = prediction.depth_hw
+        if frame_writer is not None:
+            frame_writer.write(index, depth)
+        if writer is None:
+            return
+        value_range = running.update(depth) if running is not None else None
+        picture = (r.to_gray8(depth, value_range=value_range, invert=invert) if fmt == "gray"
+                   else r.to_color(depth, colormap=colormap, value_range=value_range, invert=invert))
+        writer.write(r.side_by_side(frame, picture) if side_by_side else picture)
+
+    reporter.info(f"{path}: {w}x{h}, {fps:.3g} fps, {reader.frame_count or 'unknown'} frames -> "
+                  f"{video_path if writer else frame_writer.directory}")
+    interrupted, result, write_error, closed = False, None, None, True
+    try:
+        result = stream_depth(frame_range(reader, first, stop_at, stride, max_frames), predictor, sink,
+                              on_frame=reporter.done)
+    except KeyboardInterrupt:
+        interrupted = True
+    except OutputError as e:
+        write_error = e
+    finally:
+        try:  # finalise what was written (a playable file), on success, error and interrupt alike
+            if writer is not None:
+                writer.close()
+        except OutputError as e:  # e.g. the disk filled up: the encoder's output is incomplete
+            error(f"depthcli: {path}: {e}")
+            closed = False
+    if write_error is not None:
+        error(f"depthcli: {path}: {write_error}")
+        return False
+    if interrupted:
+        n = len(reporter.summary.frames)
+        reporter.close()
+        kept = f"{video_path if writer else 'frames'} finalised and kept" if closed else "the video was not kept"
+        raise VideoInterrupted(f"interrupted after {n} frames; {kept}")
+    if not closed:
+        reporter.close()
+        return False
+    reporter.close()
+    if result is not None and not result.frames and not (reader.error or result.source_error):
+        error(f"depthcli: {path}: no frames selected (it has {reader.frame_count or 'no'} frames; "
+              f"check --start/--end)")
+        return False
+    if result is not None and result.frames:
+        reporter.info(f"{path}: model-only {result.model_fps:.2f} fps, end-to-end {result.end_to_end_fps:.2f} fps "
+                      f"({result.frames} frames in {result.wall_s:.1f} s)")
+    if reader.error or (result is not None and result.source_error):
+        err = reader.error or result.source_error
+        error(f"depthcli: {path}: stopped after {result.frames if result else 0} frames: {err}")
+        return False
+    return True

@@ -1,0 +1,35 @@
+"""What a predictor is built from, as plain picklable data and without importing torch.
+
+The CLI fills a ``PredictorSpec`` from its options; cluster workers and the server rebuild the
+very same predictor from it (``runtime.loading.build_predictor``), so every door runs the same
+model, backend and precision.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+DEFAULT_SIZE = 518  # the originals' network input (shorter side)
+DEFAULT_MODEL_ENV = "DEPTHCLI_MODEL"
+
+
+@dataclass(frozen=True)
+class PredictorSpec:
+    model: str | None = None  # registry name or path; None: $DEPTHCLI_MODEL, else the registry default
+    model_version: int | None = None
+    device: str = "auto"
+    precision: str | None = None  # None (fp32), "fp16" or "bf16"
+    size: int = DEFAULT_SIZE
+    max_side: int | None = None
+
+    @property
+    def source(self) -> str:
+        """The model to load: the explicit one, else $DEPTHCLI_MODEL, else the registry default."""
+        if self.model:
+            return self.model
+        env = os.environ.get(DEFAULT_MODEL_ENV)
+        if env:
+            return env
+        from ..hub.registry import DEFAULT_MODEL
+
+        return DEFAULT_MODEL
