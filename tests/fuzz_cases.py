@@ -312,3 +312,161 @@ def bad_safetensors(good: bytes) -> dict[str, bytes]:
         "header_only.safetensors": good[: 8 + n],
         "tiny.safetensors": good[:5],
     }
+
+
+# --- checkpoint archives -----------------------------------------------------------------------
+# A torch.save checkpoint is a zip archive; these mutate the archive itself (re-packed entries,
+# sizes, compression methods, names, offsets) rather than the bytes of the tensors.
+
+LOADS = None  # expected reason: must load, to exactly the tensors torch.load(weights_only=True) gives
+EITHER = "?"  # may load (then to torch.load's tensors) or fail in one line
+
+
+def rezip(archive: bytes, method_for=lambda name: 0, data_for=lambda name, data: data,  # noqa: ANN001
+          order=None, extra: tuple[tuple[str, bytes], ...] = ()) -> bytes:  # noqa: ANN001
+    """The archive re-packed by Python's zipfile (what ordinary zip tools do: no 64-byte
+    alignment), each entry compressed with ``method_for(name)``, its data ``data_for(name, data)``
+    (``None`` drops the entry), in ``order(names)``, then ``extra`` (name, data) entries appended."""
+    import warnings
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(archive)) as src, zipfile.ZipFile(out, "w") as dst, \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Duplicate name": on purpose in some cases
+        infos = src.infolist()
+        names = order([i.filename for i in infos]) if order else [i.filename for i in infos]
+        for name in names:
+            data = data_for(name, src.read(name) if name in src.NameToInfo else b"")
+            if data is not None:
+                dst.writestr(zipfile.ZipInfo(name, (2024, 1, 1, 0, 0, 0)), data, compress_type=method_for(name))
+        for name, data in extra:
+            dst.writestr(zipfile.ZipInfo(name, (2024, 1, 1, 0, 0, 0)), data, compress_type=zipfile.ZIP_STORED)
+    return out.getvalue()
+
+
+def central_records(archive: bytes) -> dict[str, int]:
+    """name -> position of its central-directory record (archives without zip64 only)."""
+    end = archive.rfind(b"PK\x05\x06")
+    size, offset = struct.unpack_from("<II", archive, end + 12)
+    assert offset != 0xFFFFFFFF, "zip64 archive"
+    records, pos = {}, offset
+    while pos < offset + size:
+        assert archive[pos : pos + 4] == b"PK\x01\x02"
+        n, m, k = struct.unpack_from("<HHH", archive, pos + 28)
+        records.setdefault(archive[pos + 46 : pos + 46 + n].decode(), pos)
+        pos += 46 + n + m + k
+    return records
+
+
+_CENTRAL_FIELDS = {"flags": (8, "<H"), "method": (10, "<H"), "crc": (16, "<I"), "csize": (20, "<I"),
+                   "usize": (24, "<I"), "offset": (42, "<I")}
+
+
+def patch_central(archive: bytes, name: str, **fields: int) -> bytes:
+    """The archive with fields of ``name``'s central-directory record replaced."""
+    out = bytearray(archive)
+    pos = central_records(archive)[name]
+    for field_name, value in fields.items():
+        at, fmt = _CENTRAL_FIELDS[field_name]
+        struct.pack_into(fmt, out, pos + at, value % (1 << (8 * struct.calcsize(fmt))))
+    return bytes(out)
+
+
+def central_field(archive: bytes, name: str, field_name: str) -> int:
+    at, fmt = _CENTRAL_FIELDS[field_name]
+    return struct.unpack_from(fmt, archive, central_records(archive)[name] + at)[0]
+
+
+def data_start(archive: bytes, name: str) -> int:
+    """Where ``name``'s data starts (after its local header)."""
+    header = central_field(archive, name, "offset")
+    n, m = struct.unpack_from("<HH", archive, header + 26)
+    return header + 30 + n + m
+
+
+def rename_entry(archive: bytes, name: str, new_name: str) -> bytes:
+    """``name`` renamed (same length) in its central record and its local header."""
+    assert len(new_name) == len(name)
+    out = bytearray(archive)
+    pos = central_records(archive)[name]
+    header = central_field(archive, name, "offset")
+    out[pos + 46 : pos + 46 + len(name)] = new_name.encode()
+    out[header + 30 : header + 30 + len(name)] = new_name.encode()
+    return bytes(out)
+
+
+def flip_byte(archive: bytes, at: int) -> bytes:
+    out = bytearray(archive)
+    out[at] ^= 0x5A
+    return bytes(out)
+
+
+def archive_mutations(pth: bytes, seed: int, extra: int = 0) -> dict[str, tuple[bytes, str | None]]:
+    """Archive-level mutations of a torch.save checkpoint ``pth`` -> (bytes, expected reason):
+    :data:`LOADS`, :data:`EITHER`, or a substring of the one-line error."""
+    import zipfile
+
+    stored, deflated = zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED
+    with zipfile.ZipFile(io.BytesIO(pth)) as zf:
+        infos = zf.infolist()
+    prefix = infos[0].filename.split("/", 1)[0]
+    data_entries = sorted((i for i in infos if i.filename.startswith(f"{prefix}/data/")),
+                          key=lambda i: -i.file_size)
+    big, small = data_entries[0].filename, data_entries[-1].filename  # a weight matrix, a bias
+    twin = next(i.filename for i in data_entries[1:] if len(i.filename) == len(big))  # renamed to big
+    pkl = f"{prefix}/data.pkl"
+    every_other = {i.filename for i in infos[::2]}
+    deflate_all = rezip(pth, lambda n: deflated)
+    cases: dict[str, tuple[bytes, str | None]] = {
+        # what ordinary tools produce: valid, and torch.load reads them to the same tensors
+        "deflate_all": (deflate_all, LOADS),
+        "deflate_some": (rezip(pth, lambda n: deflated if n in every_other else stored), LOADS),
+        "deflate_pickle_only": (rezip(pth, lambda n: deflated if n == pkl else stored), LOADS),
+        "stored_unaligned": (rezip(pth), LOADS),
+        # a wrong CRC on a stored entry: neither torch nor depthcli reads stored CRCs
+        "crc_wrong_stored": (patch_central(pth, big, crc=central_field(pth, big, "crc") ^ 1), LOADS),
+        # a changed weight: torch.load gives the changed tensor, so must depthcli
+        "data_flip_stored": (flip_byte(pth, data_start(pth, big) + 5), LOADS),
+        # damaged compressed data: torch.load decompresses it to garbage without complaint
+        "data_flip_deflated": (flip_byte(deflate_all, data_start(deflate_all, big) + 40), "compressed entry"),
+        "pickle_flip_deflated": (flip_byte(deflate_all, data_start(deflate_all, pkl) + 20), "cannot be read"),
+        # sizes
+        "size_stored_disagree": (patch_central(pth, big, usize=central_field(pth, big, "usize") + 4),
+                                 "size mismatch"),
+        "size_both_smaller": (patch_central(pth, big, usize=central_field(pth, big, "usize") - 4,
+                                            csize=central_field(pth, big, "csize") - 4), "size mismatch"),
+        "size_beyond_file": (patch_central(pth, big, usize=len(pth) * 2, csize=len(pth) * 2), "truncated archive"),
+        "size_deflated_usize": (patch_central(deflate_all, small, usize=central_field(deflate_all, small, "usize") + 8),
+                                "size mismatch"),
+        "entry_short": (rezip(pth, data_for=lambda n, d: d[:-4] if n == big else d), "size mismatch"),
+        "entry_padded": (rezip(pth, data_for=lambda n, d: d + bytes(64) if n == big else d), "size mismatch"),
+        "entry_missing": (rezip(pth, data_for=lambda n, d: None if n == small else d), "has no entry"),
+        "cut_central_directory": (pth[:-10], "truncated archive"),
+        # compression methods
+        "method_bzip2": (patch_central(pth, big, method=12), "compressed with bzip2; PyTorch reads only"),
+        "method_lzma": (patch_central(deflate_all, small, method=14), "compressed with LZMA"),
+        "method_unknown": (patch_central(pth, pkl, method=99), "method 99"),
+        "method_deflate_on_stored": (patch_central(pth, big, method=8), "compressed entry"),
+        "method_stored_on_deflated": (patch_central(deflate_all, big, method=0), "size mismatch"),
+        "encrypted": (patch_central(pth, small, flags=central_field(pth, small, "flags") | 1), "encrypted"),
+        # names and places
+        "duplicate_renamed": (rename_entry(pth, twin, big), "appears twice"),
+        "duplicate_appended": (rezip(pth, extra=((big, bytes(data_entries[0].file_size)),)), "appears twice"),
+        "offset_shifted": (patch_central(pth, small, offset=central_field(pth, small, "offset") + 1),
+                           "no local header"),
+        "local_name_changed": (flip_byte(pth, central_field(pth, small, "offset") + 30 + len(small) - 1),
+                               "damaged archive"),
+        "foreign_first_entry": (rezip(pth, order=lambda names: ["zzz/readme.txt", *names],
+                                      data_for=lambda n, d: d or b"hello"), "no zzz/data.pkl"),
+    }
+    rng = np.random.default_rng(seed)
+    for i in range(extra):  # random central-directory edits: loads exactly what torch loads, or one line
+        base = (pth, deflate_all)[i % 2]
+        name = str(rng.choice([i.filename for i in infos]))
+        field_name = str(rng.choice(list(_CENTRAL_FIELDS)))
+        value = {"method": int(rng.choice([0, 8, 9, 12, 14, 99])), "flags": int(rng.integers(0, 1 << 16)),
+                 "crc": int(rng.integers(0, 1 << 32))}.get(
+            field_name, central_field(base, name, field_name) + int(rng.integers(-70, 70)))
+        cases[f"random{i:03d}_{field_name}"] = (patch_central(base, name, **{field_name: value}), EITHER)
+    return cases

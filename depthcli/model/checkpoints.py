@@ -1,7 +1,9 @@
 """Read any supported checkpoint into one state dict and the config it implies.
 
 Checkpoints are untrusted input: ``.pth`` files go through ``torch.load(weights_only=True)``
-(no arbitrary objects are ever unpickled), everything else is safetensors.
+(no arbitrary objects are ever unpickled), after ``archive.py`` has checked the zip archive and
+decided whether it may be memory-mapped; everything else is safetensors. A shard index may only
+name files inside its folder.
 
 What is read from where:
 - encoder size and head widths: tensor shapes;
@@ -17,13 +19,13 @@ import math
 import pickle
 import re
 import warnings
-import zipfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import torch
 
 from . import checkpoint_keys as keys
+from .archive import ArchiveError, inspect_archive, is_torch_zip
 from .configs import METRIC_MAX_DEPTH, ModelConfig, encoder_for_shapes
 from .depth_anything import DepthAnything
 
@@ -45,10 +47,20 @@ class Checkpoint:
 
 # ----------------------------------------------------------------------------------- reading
 def _load_pickle_safely(path: Path) -> dict:
+    """torch.load(weights_only=True), memory-mapped only when the archive checks say the mapped
+    bytes are exactly the tensors' (``archive.py``); otherwise the same tensors, copied."""
+    mmap = False
+    try:
+        if is_torch_zip(path):
+            mmap = inspect_archive(path).mappable
+    except ArchiveError as e:
+        raise CheckpointError(f"{path.name}: not a readable PyTorch checkpoint ({e})") from e
+    except OSError as e:
+        raise CheckpointError(f"{path.name}: not a readable PyTorch checkpoint ({e.strerror or e})") from e
     try:
         with warnings.catch_warnings():  # a damaged file makes torch warn about what it unpickles
             warnings.simplefilter("ignore")
-            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         reason = _torch_reason(e)
         if reason.startswith("Unsupported global"):
@@ -104,13 +116,9 @@ def _read_directory(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
         raise CheckpointError(f"{cfg_file}: unreadable config.json ({e})") from e
     index = path / "model.safetensors.index.json"
     if index.exists():
-        try:
-            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        except (OSError, ValueError, KeyError) as e:
-            raise CheckpointError(f"{index}: unreadable shard index ({e})") from e
         state: dict[str, torch.Tensor] = {}
-        for shard in shards:
-            state.update(_load_safetensors(path / shard)[0])
+        for shard in _shard_files(path, index):
+            state.update(_load_safetensors(shard)[0])
         return state, config
     for name in ("model.safetensors", "pytorch_model.bin"):
         if (path / name).exists():
@@ -118,6 +126,35 @@ def _read_directory(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
                      else _load_pickle_safely(path / name))
             return state, config
     raise CheckpointError(f"{path}: folder has no model.safetensors or pytorch_model.bin")
+
+
+def _shard_files(folder: Path, index: Path) -> list[Path]:
+    """The files a ``model.safetensors.index.json`` names, each proven to lie inside ``folder``.
+
+    Names with ``..``, absolute paths and symlinks out of the folder are refused: an index must
+    not make depthcli read arbitrary files. One exception, the Hugging Face cache layout: a
+    snapshot (``<repo>/snapshots/<rev>/``) holds symlinks into ``<repo>/blobs/``.
+    """
+    try:
+        weight_map = json.loads(index.read_text())["weight_map"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{index}: unreadable shard index ({e})") from e
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise CheckpointError(f"{index}: unreadable shard index (weight_map is not a map of names to files)")
+    root = folder.resolve()
+    allowed = [root]
+    if root.parent.name == "snapshots":
+        allowed.append(root.parent.parent / "blobs")
+    shards = []
+    for name in sorted(set(weight_map.values())):
+        posix, windows = PurePosixPath(name), PureWindowsPath(name)
+        if not name or posix.is_absolute() or windows.anchor or ".." in posix.parts or ".." in windows.parts:
+            raise CheckpointError(f"{index}: weight map names {name!r}, not a file inside the folder")
+        target = (folder / name).resolve()
+        if not any(target.is_relative_to(base) for base in allowed):
+            raise CheckpointError(f"{index}: weight map entry {name!r} is a symlink out of the folder (to {target})")
+        shards.append(folder / name)
+    return shards
 
 
 def _only_tensors(state: dict, source: str) -> dict[str, torch.Tensor]:
