@@ -1,7 +1,8 @@
 """depthcli: exact, fast Depth-Anything depth maps.
 
-Public API: ``load_model(source, ...)`` and ``predict(model, image)``. Imported lazily so that
-``depthcli --version`` never pays for importing torch.
+Public API: ``load_model(source, ...)`` (the torch module) and ``predict(model, image, ...,
+backend=None)`` (``backend="openvino"`` runs it converted for the CPU; the default is the torch
+model itself). Imported lazily so that ``depthcli --version`` never pays for importing torch.
 """
 from ._version import __version__
 

@@ -8,10 +8,14 @@ Every configuration (implementation x model x size x precision) runs in a fresh 
 - fairness: oneDNN primitive caches, the CUDA caching allocator and torch's thread pool start
   cold for everyone, so the order of the table does not favour anyone.
 
-Rows: depthcli (its own network, loaded with ``depthcli.load_model`` from a transformers-format
-folder), transformers ``DepthAnythingForDepthEstimation`` with its default SDPA attention, and
-the same with ``attn_implementation="eager"`` (an explicit softmax(q k^T) v, as the original
-Depth-Anything code computes it: "plain attention (original-style)"). Low precision for
+Rows: depthcli (its own network from a transformers-format folder, built with
+``runtime.loading.build_predictor`` on ``--backend``, default auto = OpenVINO on the CPU, and timed
+through its predictor: the forward alone), transformers ``DepthAnythingForDepthEstimation`` with
+its default SDPA attention, the same with ``attn_implementation="eager"`` (an explicit
+softmax(q k^T) v, as the original Depth-Anything code computes it: "plain attention
+(original-style)"), and what a CPU user who exports the model would run: the transformers model
+exported to ONNX at the row's fixed shape (``torch.onnx.export(..., opset_version=17,
+dynamo=False)``) under ONNX Runtime (fp32) and OpenVINO (f32 / bf16). Low precision for
 transformers is measured two ways, autocast around fp32 weights (how most people run it) and
 the model held in bf16/fp16; the ratio is taken against the faster of the two.
 
@@ -46,7 +50,7 @@ MIB = 2**20
 QUICK_MODELS = ["vits"]
 QUICK_SIZES = ["518x518", "518x924"]
 DEFAULT_MODELS = ["vits", "vitb"]
-DEFAULT_SIZES = ["518x518", "518x924", "1036x1036"]
+DEFAULT_SIZES = ["252x336", "518x518", "518x924", "1036x1036"]
 DEFAULT_PRECISIONS_CPU = ["fp32", "bf16"]
 DEFAULT_PRECISIONS_CUDA = ["fp32", "bf16", "fp16"]
 MEMORY_CURVE_SIZES = [518, 1036, 1512, 1904]
@@ -56,17 +60,24 @@ VIDEO_FPS = 30.0
 VIDEO_TARGET_RATIO = 0.95
 ROWS_EXPLAINED = (
     "ms: median forward time. ratio > 1: depthcli faster (low precision: against the peer's faster "
-    "variant). Memory: peak during the timed forwards, `(+N)` = above the loaded model. Low-precision "
+    "variant). ORT = ONNX Runtime fp32 and OV-ONNX = OpenVINO (f32 or bf16 asked for explicitly) on the "
+    "transformers model exported to ONNX at the row's fixed shape (opset 17). depthcli is timed through its "
+    "predictor on --backend (the forward alone). Memory: peak during the timed forwards, `(+N)` = above "
+    "the loaded model. Low-precision "
     "peer cells read `autocast ... / held ...`. The error column compares with transformers fp32 on the "
     "same weights; at sizes other than 518x518 the position-encoding resize differs by design (depthcli "
     "follows the original's scale_factor formula, transformers passes the target size), so a "
     "1e-3..1e-2 difference there is expected.")
 
-PEERS = ("transformers", "plain")  # peer implementations, in table order
+PEERS = ("ort", "ov-onnx", "transformers", "plain")  # peer implementations, in table order
+ONNX_PEERS = ("ort", "ov-onnx")  # run the ONNX export of the transformers model
 IMPL_LABEL = {
     "depthcli": "depthcli",
     "transformers": "transformers (sdpa)",
     "plain": "plain attention (original-style)",
+    "ort": "ONNX Runtime (ONNX export)",
+    "ov-onnx": "OpenVINO (ONNX export)",
+    "export": "ONNX export of transformers",
 }
 ATTENTION = {"transformers": "sdpa", "plain": "eager"}
 
@@ -76,8 +87,8 @@ ATTENTION = {"transformers": "sdpa", "plain": "eager"}
 class Job:
     """One measurement, run in its own process. Serialised to JSON on the command line."""
 
-    kind: str  # "forward" (model-only timing) or "video" (end-to-end stream)
-    impl: str  # "depthcli", "transformers" (sdpa) or "plain" (transformers, eager attention)
+    kind: str  # "forward" (model-only timing), "video" (end-to-end stream) or "export" (ONNX file)
+    impl: str  # "depthcli", "transformers" (sdpa), "plain" (eager attention), "ort", "ov-onnx", "export"
     weights: str  # transformers folder or depthcli .safetensors
     mode: str  # fp32 | bf16 | fp16 (model held in that dtype) | bf16-autocast | fp16-autocast
     device: str
@@ -91,11 +102,13 @@ class Job:
     video_out: str | None = None  # ... and where the rendered depth video goes
     size: int = 518  # kind == "video": DepthPredictor's --size
     attention: str = "auto"  # depthcli's attention backend: auto, sdpa or chunked
+    backend: str = "auto"  # depthcli's inference backend: auto, torch or openvino
+    onnx: str | None = None  # the ONNX export the ONNX peers run (written by an "export" job)
 
     def label(self) -> str:
         if self.mode.endswith("-autocast"):
             mode = self.mode.replace("-autocast", " autocast")
-        elif self.mode != "fp32" and self.impl != "depthcli":
+        elif self.mode != "fp32" and self.impl not in ("depthcli", *ONNX_PEERS):
             mode = f"{self.mode} held"
         else:
             mode = self.mode
@@ -201,8 +214,21 @@ def _load_transformers(job: Job) -> tuple[Any, str]:
     return model.to(device=job.device, dtype=held).eval(), actual
 
 
+def _depthcli_predictor(job: Job) -> Any:
+    """depthcli's predictor for the job, built as the CLI builds it (backend, precision)."""
+    from depthcli.runtime.loading import build_predictor
+    from depthcli.runtime.spec import PredictorSpec
+
+    predictor = build_predictor(PredictorSpec(model=job.weights, device=job.device, precision=job.mode,
+                                              size=job.size, backend=job.backend))
+    for note in predictor.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return predictor
+
+
 def _forward_fn(job: Job) -> tuple[Callable[[], Any], dict[str, Any]]:
-    """Load the model for ``job`` and return a no-argument forward on the prepared input."""
+    """Load the model for ``job`` and return a no-argument forward on the prepared input. A
+    forward may return ``(output, ms)``: its own timing of the network alone."""
     import torch
     from random_models import sample_input
 
@@ -211,12 +237,22 @@ def _forward_fn(job: Job) -> tuple[Callable[[], Any], dict[str, Any]]:
     if job.impl == "depthcli":
         if job.mode.endswith("autocast"):
             raise ValueError("depthcli is measured with the model held in low precision, not autocast")
-        from depthcli import load_model
+        from depthcli.runtime.predictor import Prepared
 
-        model = load_model(job.weights, device=job.device, dtype=job.mode)
-        x = x.to(_dtype(job.mode))
-        info["dtype"] = str(next(model.parameters()).dtype).removeprefix("torch.")
-        return (lambda: model(x)), info
+        predictor = _depthcli_predictor(job)
+        info["dtype"] = str(predictor.dtype).removeprefix("torch.")
+        info["backend"] = predictor.backend.describe()
+        prepared = Prepared("bench", x.cpu(), (job.height, job.width), 0.0)
+
+        def forward() -> Any:
+            # through the predictor, timed as it times itself: the forward alone (staging the
+            # input and, on OpenVINO, compiling a shape's own model happen outside it)
+            prediction = predictor.infer(prepared)
+            return torch.from_numpy(prediction.depth_hw)[None], prediction.stats.infer_ms
+
+        return forward, info
+    if job.impl in ONNX_PEERS:
+        return _onnx_forward_fn(job, x.cpu().numpy()), info
 
     model, actual = _load_transformers(job)
     info["attn_implementation"] = actual
@@ -233,6 +269,63 @@ def _forward_fn(job: Job) -> tuple[Callable[[], Any], dict[str, Any]]:
         return forward, info
     x = x.to(_dtype(job.mode))
     return (lambda: model(pixel_values=x).predicted_depth), info
+
+
+def _onnx_forward_fn(job: Job, x: Any) -> Callable[[], Any]:
+    """ONNX Runtime (fp32) or OpenVINO (f32/bf16, asked for explicitly) on the ONNX export."""
+    import torch
+
+    assert job.onnx
+    if job.impl == "ort":
+        if job.mode != "fp32":
+            raise ValueError("ONNX Runtime is measured in fp32 only")
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = job.threads
+        options.inter_op_num_threads = 1
+        session = ort.InferenceSession(job.onnx, options, providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        return lambda: torch.from_numpy(session.run(None, {name: x})[0])
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(job.onnx, "CPU", {
+        "INFERENCE_PRECISION_HINT": {"fp32": "f32", "bf16": "bf16"}[job.mode],
+        "INFERENCE_NUM_THREADS": job.threads, "PERFORMANCE_HINT": "LATENCY"})
+    request = compiled.create_infer_request()
+
+    def forward() -> Any:
+        request.infer({0: x})
+        return torch.from_numpy(request.get_output_tensor(0).data.copy())
+
+    return forward
+
+
+def run_export_job(job: Job) -> dict[str, Any]:
+    """The transformers model exported to ONNX at the job's fixed shape, as Depth-Anything-ONNX
+    and most CPU users do it."""
+    import warnings
+
+    import torch
+
+    model, _ = _load_transformers(Job("forward", "transformers", job.weights, "fp32", "cpu", job.threads))
+
+    class DepthOnly(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+            return self.model(pixel_values=pixel_values).predicted_depth
+
+    assert job.onnx
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(DepthOnly().eval(), (torch.zeros(1, 3, job.height, job.width),), job.onnx,
+                          opset_version=17, dynamo=False, input_names=["pixel_values"],
+                          output_names=["predicted_depth"])
+    return {"export_s": time.perf_counter() - t0, "bytes": Path(job.onnx).stat().st_size}
 
 
 def run_forward_job(job: Job) -> dict[str, Any]:
@@ -256,8 +349,11 @@ def run_forward_job(job: Job) -> dict[str, Any]:
             t0 = time.perf_counter()
             out = forward()
             sync()
+            elapsed_ms = (time.perf_counter() - t0) * 1000
+            if isinstance(out, tuple):  # (output, the forward's own time)
+                out, elapsed_ms = out
             if i >= job.warmup:
-                times_ms.append((time.perf_counter() - t0) * 1000)
+                times_ms.append(elapsed_ms)
     result = {**info, **probe.finish(), "times_ms": times_ms,
               "median_ms": statistics.median(times_ms) if times_ms else None}
     if job.save_output and out is not None:
@@ -272,30 +368,28 @@ def run_video_job(job: Job) -> dict[str, Any]:
     ``stream_depth`` exactly as the CLI wires it, against the model's own median speed."""
     import numpy as np
 
-    from depthcli import load_model
     from depthcli.io.render import to_color
     from depthcli.io.video import VideoReader, VideoWriter
-    from depthcli.runtime.predictor import DepthPredictor, Prediction, Prepared
+    from depthcli.runtime.predictor import Prediction, Prepared
     from depthcli.runtime.streaming import stream_depth
 
     prepare_ms: list[float] = []
+    predictor = _depthcli_predictor(job)
+    plain_prepare = predictor.prepare
 
-    class StagePredictor(DepthPredictor):
+    def prepare(image_bgr: np.ndarray, name: str = "image") -> Prepared:
         """Records the preprocessing time of each frame (FrameStats folds it into total_ms)."""
+        prepared = plain_prepare(image_bgr, name)
+        prepare_ms.append(prepared.prepare_ms)
+        return prepared
 
-        def prepare(self, image_bgr: np.ndarray, name: str = "image") -> Prepared:
-            prepared = super().prepare(image_bgr, name)
-            prepare_ms.append(prepared.prepare_ms)
-            return prepared
-
-    model = load_model(job.weights, device=job.device, dtype=job.mode)
-    predictor = StagePredictor(model, size=job.size)
+    predictor.prepare = prepare
     sink_ms: list[float] = []
     assert job.video and job.video_out
     with VideoReader(job.video) as reader:
         # one-off kernel setup and the position-encoding resize are not what a long video pays
         w, h = reader.size
-        for _ in range(job.warmup):
+        for _ in range(max(job.warmup, 2)):  # OpenVINO compiles a size's own model at its 2nd sight
             predictor(np.zeros((h, w, 3), np.uint8))
         prepare_ms.clear()
         with VideoWriter(job.video_out, reader.fps, reader.size) as writer:
@@ -312,6 +406,7 @@ def run_video_job(job: Job) -> dict[str, Any]:
     infer = statistics.median(s.infer_ms for s in stats)
     prepare = statistics.median(prepare_ms)
     return {"frames": result.frames, "wall_s": result.wall_s, "model_fps": result.model_fps,
+            "backend": predictor.backend.describe(),
             "end_to_end_fps": result.end_to_end_fps,
             "ratio": result.end_to_end_fps / result.model_fps if result.model_fps else None,
             "processed_hw": list(stats[0].processed_hw),
@@ -334,7 +429,8 @@ def worker_main(payload: str) -> int:
 
         Attention.backend = job.attention  # a class-wide switch, meant for benchmarks and tests
     try:
-        result = run_video_job(job) if job.kind == "video" else run_forward_job(job)
+        runner = {"video": run_video_job, "export": run_export_job}.get(job.kind, run_forward_job)
+        result = runner(job)
         result["ok"] = True
     except Exception as e:  # noqa: BLE001 - reported in the table, not a crash of the whole run
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
@@ -374,12 +470,11 @@ def versions() -> dict[str, str]:
     import depthcli
 
     out = {"python": platform.python_version(), "torch": torch.__version__, "depthcli": depthcli.__version__}
-    try:
-        import transformers
-
-        out["transformers"] = transformers.__version__
-    except ImportError:
-        out["transformers"] = "not installed"
+    for name in ("transformers", "openvino", "onnxruntime"):
+        try:
+            out[name] = __import__(name).__version__.split("-")[0]
+        except ImportError:
+            out[name] = "not installed"
     return out
 
 
@@ -409,9 +504,9 @@ def machine_header(args: argparse.Namespace, command: str) -> list[str]:
         f"{cpu_flags()})",
         f"- device: {args.device}" + (f" ({_gpu_name()})" if args.device == "cuda" else ""),
         f"- threads: torch.set_num_threads({args.threads}) in every worker",
-        f"- depthcli attention backend: {args.attention}",
+        f"- depthcli backend: {args.backend} (--backend), attention kernel (torch): {args.attention}",
         f"- versions: python {v['python']}, torch {v['torch']}, transformers {v['transformers']}, "
-        f"depthcli {v['depthcli']}",
+        f"openvino {v['openvino']}, onnxruntime {v['onnxruntime']}, depthcli {v['depthcli']}",
         f"- timing: median of {args.repeats} forwards after {args.warmup} warm-up, each configuration "
         f"in a fresh process",
         f"- load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
@@ -553,18 +648,27 @@ class Row:
     max_rel_err: float | None = None  # depthcli vs transformers fp32
     peer_rel_err: float | None = None  # transformers (fastest low-precision mode) vs its fp32
 
-    def peer_modes(self) -> list[str]:
+    def peer_modes(self, impl: str = "transformers") -> list[str]:
+        """The modes a peer is measured in for this row: transformers fp32, or autocast and
+        held in low precision; ONNX Runtime fp32 only; OpenVINO-from-ONNX f32 or bf16."""
+        if impl == "ort":
+            return ["fp32"] if self.precision == "fp32" else []
+        if impl == "ov-onnx":
+            return [self.precision] if self.precision in ("fp32", "bf16") else []
         return ["fp32"] if self.precision == "fp32" else [f"{self.precision}-autocast", self.precision]
 
     def best(self, impl: str) -> tuple[str | None, float | None]:
         """(mode, ms) of the faster low-precision variant of a peer."""
-        timed = [(m, _ok_ms(self.results.get((impl, m)))) for m in self.peer_modes()]
+        timed = [(m, _ok_ms(self.results.get((impl, m)))) for m in self.peer_modes(impl)]
         timed = [(m, t) for m, t in timed if t is not None]
         return min(timed, key=lambda mt: mt[1]) if timed else (None, None)
 
     def peer_ms_cell(self, impl: str) -> str:
-        if self.precision == "fp32":
-            r = self.results.get((impl, "fp32"))
+        modes = self.peer_modes(impl)
+        if not modes:
+            return "-"
+        if len(modes) == 1:
+            r = self.results.get((impl, modes[0]))
             return fmt_ms(_ok_ms(r)) if _ok_ms(r) is not None else _why(r)
         cells = []
         for mode, tag in zip(self.peer_modes(), ("autocast", "held"), strict=True):
@@ -573,8 +677,9 @@ class Row:
         return " / ".join(cells)
 
     def peer_mem_cell(self, impl: str) -> str:
-        if self.precision == "fp32":
-            return fmt_mem(self.results.get((impl, "fp32")))
+        modes = self.peer_modes(impl)
+        if len(modes) <= 1:
+            return fmt_mem(self.results.get((impl, modes[0]))) if modes else "-"
         return " / ".join(f"{tag} {fmt_mem(self.results.get((impl, m)))}"
                           for m, tag in zip(self.peer_modes(), ("autocast", "held"), strict=True))
 
@@ -615,33 +720,53 @@ def benchmark_rows(args: argparse.Namespace, weights: dict[str, Path], peers: bo
     plan: list[tuple[Row, Job]] = []
     outputs: dict[tuple[str, int, int], Outputs] = {}
 
-    def add(row: Row, impl: str, mode: str, warmup: int, repeats: int) -> None:
+    onnx_peers = [impl for impl in ONNX_PEERS if impl in args.peer_set and args.device == "cpu"]
+
+    def add(row: Row, impl: str, mode: str, warmup: int, repeats: int, onnx: str | None = None) -> None:
         model, (h, w) = row.model, row.size
         out = workdir / f"out-{model}-{h}x{w}-{impl}-{mode}.npy"
         outputs.setdefault((model, h, w), {})[(impl, mode)] = out
         plan.append((row, Job("forward", impl, str(weights[model]), mode, args.device, args.threads, h, w,
-                              warmup, repeats, save_output=str(out), attention=args.attention)))
+                              warmup, repeats, save_output=str(out), attention=args.attention,
+                              backend=args.backend, size=min(h, w), onnx=onnx)))
 
     for model in args.models:
         for h, w in args.sizes:
+            onnx = str(workdir / f"{model}-{h}x{w}.onnx") if peers and onnx_peers else None
+            if onnx:  # exported once per (model, size), deleted after the size's last peer ran
+                plan.append((Row(model, (h, w), "export"), Job("export", "export", str(weights[model]), "fp32",
+                                                                "cpu", args.threads, h, w, onnx=onnx)))
             for precision in args.precisions:
                 row = Row(model, (h, w), precision)
                 rows.append(row)
                 add(row, "depthcli", precision, args.warmup, args.repeats)
                 for impl in PEERS if peers else ():
-                    for mode in row.peer_modes():
-                        add(row, impl, mode, args.warmup, args.repeats)
+                    if impl in args.peer_set and (impl not in ONNX_PEERS or onnx):
+                        for mode in row.peer_modes(impl):
+                            add(row, impl, mode, args.warmup, args.repeats, onnx if impl in ONNX_PEERS else None)
             if peers and "fp32" not in args.precisions:
                 # the error reference is not otherwise measured: one untimed-quality forward
                 add(Row(model, (h, w), "reference"), "transformers", "fp32", 0, 1)
+    last_use = {job.onnx: i for i, (_, job) in enumerate(plan) if job.onnx}
     for i, (row, job) in enumerate(plan, 1):
         t0 = time.perf_counter()
-        result = run_job(job, args.worker_timeout)
+        if job.onnx and job.kind != "export" and not Path(job.onnx).exists():
+            result = {"ok": False, "error": "no ONNX export (it failed above)"}
+        else:
+            result = run_job(job, args.worker_timeout)
         row.results[(job.impl, job.mode)] = result
-        what = (f"{fmt_ms(result.get('median_ms'))} ms, peak {fmt_mem(result)} MiB" if result.get("ok")
-                else result["error"])
+        if job.kind == "export":
+            what = (f"{result['export_s']:.0f} s, {result['bytes'] / MIB:.0f} MiB" if result.get("ok")
+                    else result["error"])
+        else:
+            what = (f"{fmt_ms(result.get('median_ms'))} ms, peak {fmt_mem(result)} MiB" if result.get("ok")
+                    else result["error"])
+        if result.get("backend"):
+            what += f" [{result['backend']}]"
         log(f"[{i}/{len(plan)}] {job.label()}: {what} ({time.perf_counter() - t0:.0f} s)")
-        if (attn := result.get("attn_implementation")) and attn != ATTENTION[job.impl]:
+        if job.onnx and last_use[job.onnx] == i - 1:
+            Path(job.onnx).unlink(missing_ok=True)
+        if (attn := result.get("attn_implementation")) and attn != ATTENTION.get(job.impl):
             log(f"  warning: asked for {ATTENTION[job.impl]} attention, the backbone uses {attn}")
     for row in rows:
         compute_errors(row, outputs[(row.model, *row.size)])
@@ -651,28 +776,31 @@ def benchmark_rows(args: argparse.Namespace, weights: dict[str, Path], peers: bo
     return rows
 
 
-def rows_table(rows: list[Row], peers: bool, mem_label: str) -> list[str]:
+PEER_SHORT = {"ort": "ORT", "ov-onnx": "OV-ONNX", "transformers": "transformers", "plain": "plain-attention"}
+
+
+def rows_table(rows: list[Row], peers: list[str], mem_label: str) -> list[str]:
     header = ["model", "size (HxW)", "precision", "depthcli ms"]
-    if peers:
-        header += ["transformers ms", "plain-attention ms", "transformers/depthcli", "plain/depthcli"]
+    header += [f"{PEER_SHORT[p]} ms" for p in peers]
+    header += [f"{PEER_SHORT[p]}/depthcli" for p in peers]
     header += [f"depthcli peak {mem_label} MiB"]
-    if peers:
-        header += [f"transformers peak {mem_label} MiB", f"plain-attention peak {mem_label} MiB",
-                   "max rel err vs transformers fp32 (depthcli / transformers)"]
+    header += [f"{PEER_SHORT[p]} peak {mem_label} MiB" for p in peers]
+    if "transformers" in peers:
+        header += ["max rel err vs transformers fp32 (depthcli / transformers)"]
     body = []
     for row in rows:
         mine = row.results.get(("depthcli", row.precision))
         cells = [row.model, f"{row.size[0]}x{row.size[1]}", row.precision,
                  fmt_ms(_ok_ms(mine)) if _ok_ms(mine) is not None else _why(mine)]
-        if peers:
-            cells += [row.peer_ms_cell("transformers"), row.peer_ms_cell("plain"),
-                      row.ratio("transformers"), row.ratio("plain")]
+        cells += [row.peer_ms_cell(p) for p in peers]
+        cells += [row.ratio(p) if row.peer_modes(p) else "-" for p in peers]
         cells.append(fmt_mem(mine))
-        if peers:
+        cells += [row.peer_mem_cell(p) for p in peers]
+        if "transformers" in peers:
             err = fmt_err(row.max_rel_err)
             if row.precision != "fp32":
                 err += f" / {fmt_err(row.peer_rel_err)}"
-            cells += [row.peer_mem_cell("transformers"), row.peer_mem_cell("plain"), err]
+            cells.append(err)
         body.append(cells)
     return markdown_table(header, body)
 
@@ -704,6 +832,45 @@ def make_synthetic_video(path: Path, frames: int, size_wh: tuple[int, int] = VID
     finally:
         writer.release()
     return path
+
+
+WEBCAM_SIZE_WH = (640, 480)
+WEBCAM_TARGET_FPS = 12.0
+
+
+def webcam_section(args: argparse.Namespace, weights: Path, workdir: Path, log: Callable[[str], None]) -> list[str]:
+    """``depthcli webcam --source <640x480 file> --no-window --size 252 --bf16``, the real command
+    in a subprocess (capture thread, prepare, forward, upsample, colour, side by side), frames
+    per second from its own summary line; one short run first so the conversion is cached."""
+    import re
+
+    clip = make_synthetic_video(workdir / "webcam.mp4", args.webcam_frames, WEBCAM_SIZE_WH)
+    base = [sys.executable, "-m", "depthcli", "webcam", "--source", str(clip), "--no-window", "--size", "252",
+            "--bf16", "--model", str(weights), "--backend", args.backend]
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))  # torch and OpenVINO both honour it
+    subprocess.run([*base, "--max-frames", "3", "-q"], capture_output=True, env=env, timeout=args.worker_timeout)
+    t0 = time.perf_counter()
+    proc = subprocess.run(base, capture_output=True, text=True, env=env, timeout=args.worker_timeout)
+    lines_err = [line for line in proc.stderr.splitlines() if line.strip()]
+    summary = next((line for line in reversed(lines_err) if " frames/s end to end" in line), "")
+    m = re.search(r"median (\d+) ms/frame inference, ([\d.]+) frames/s end to end, peak \w+ (\d+) MiB(?:, (.+))?",
+                  summary)
+    if proc.returncode != 0 or not m:
+        why = lines_err[-1] if lines_err else f"exit {proc.returncode}"
+        log(f"[webcam] failed: {why}")
+        body = [["vits", "failed", why, "", "", ""]]
+    else:
+        fps = float(m.group(2))
+        log(f"[webcam] {fps:.1f} fps end to end ({time.perf_counter() - t0:.0f} s)")
+        body = [["vits", m.group(4) or "?", m.group(1), f"{fps:.1f}",
+                 f"{'meets' if fps >= WEBCAM_TARGET_FPS else 'BELOW'} {WEBCAM_TARGET_FPS:g}", m.group(3)]]
+    w, h = WEBCAM_SIZE_WH
+    lines = ["", f"## Webcam: `depthcli webcam --source <{w}x{h} file> --no-window --size 252 --bf16`", "",
+             f"The CLI itself on a {args.webcam_frames}-frame synthetic {w}x{h} clip (336x252 network input): "
+             "capture thread, preprocessing, forward, upsample, colour and side-by-side view, one frame after "
+             "the other; fps from its summary line.", ""]
+    return lines + markdown_table(["model", "backend", "median forward ms", "end-to-end fps",
+                                   f"target >= {WEBCAM_TARGET_FPS:g} fps", "peak RSS MiB"], body)
 
 
 def video_section(args: argparse.Namespace, weights: Path, workdir: Path,
@@ -843,10 +1010,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--attention", choices=["auto", "sdpa", "chunked"], default="auto",
                    help="depthcli's attention kernel (auto: SDPA, except query-chunked matmuls for "
                         "bf16/fp16 on the CPU)")
+    p.add_argument("--backend", choices=["auto", "torch", "openvino"], default="auto",
+                   help="depthcli's inference backend (auto: OpenVINO on the CPU when installed)")
+    p.add_argument("--peers", type=_csv, default=None,
+                   help="comma list of peers to run: ort, ov-onnx, transformers, plain (default: all "
+                        "that are installed; ort and ov-onnx need transformers for the export)")
     p.add_argument("--no-video", action="store_true", help="skip the end-to-end video section")
     p.add_argument("--video-frames", type=int, default=None, help="frames of the synthetic video "
                    "(default 60, 20 with --quick)")
     p.add_argument("--video-size", type=int, default=518, help="DepthPredictor --size for the video")
+    p.add_argument("--no-webcam", action="store_true", help="skip the webcam section (CPU only)")
+    p.add_argument("--webcam-frames", type=int, default=None, help="frames of the webcam clip "
+                   "(default 90, 30 with --quick)")
     p.add_argument("--no-memory-curve", action="store_true", help="skip the memory-scaling section")
     p.add_argument("--curve-sizes", type=lambda s: [int(t) for t in _csv(s)], default=MEMORY_CURVE_SIZES,
                    help="square sides for the memory curve")
@@ -864,6 +1039,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, default=None, help="also write every raw worker result here")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     return p
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def peer_set(args: argparse.Namespace) -> set[str]:
+    """The peers to run: those asked for (default all) whose runtime is installed; the ONNX
+    peers run on the CPU only."""
+    wanted = set(args.peers_asked or PEERS)
+    unknown = wanted - set(PEERS)
+    if unknown:
+        raise SystemExit(f"bench.py: unknown peer {sorted(unknown)[0]!r} ({', '.join(PEERS)})")
+    if not _importable("onnxruntime"):
+        wanted.discard("ort")
+    if not _importable("openvino"):
+        wanted.discard("ov-onnx")
+    if args.device != "cpu":
+        wanted -= set(ONNX_PEERS)
+    return wanted
 
 
 def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
@@ -886,6 +1083,7 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 5 if cuda else 2)
     args.threads = args.threads or physical_cores()
     args.video_frames = args.video_frames or (20 if args.quick else 60)
+    args.webcam_frames = args.webcam_frames or (30 if args.quick else 90)
     args.video_model = "vits"
     args.video_precisions = ["fp32", "bf16"]
     args.curve_model = "vits"
@@ -902,10 +1100,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         return worker_main(args.worker)
     sys.path.insert(0, str(SCRIPT.parent))
+    args.peers_asked = args.peers
     args = resolve_args(args)
     from random_models import build_weights, has_transformers
 
     args.peers = has_transformers()
+    args.peer_set = peer_set(args)
     command = "python " + shlex.join(sys.argv)
 
     def log(msg: str) -> None:
@@ -921,7 +1121,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="depthcli-bench-") as tmp:
         workdir = Path(tmp)
         weights_root = args.weights_dir or workdir / "weights"
-        extra = set() if args.no_video and args.no_memory_curve else {"vits"}  # video and curve use vits
+        extra = set() if args.no_video and args.no_memory_curve and args.no_webcam else {"vits"}  # they use vits
         needed = [args.gpu_model] if args.gpu_table else sorted(set(args.models) | extra)
         weights: dict[str, Path] = {}
         for name in needed:
@@ -939,9 +1139,11 @@ def main(argv: list[str] | None = None) -> int:
                             "results": {f"{i}/{m}": v for (i, m), v in r.results.items()}} for r in rows]
             mem_label = "GPU" if args.device == "cuda" else "RSS"
             report += ["", "## Model-only time per frame and peak memory", "", ROWS_EXPLAINED, ""]
-            report += rows_table(rows, args.peers, mem_label)
+            report += rows_table(rows, [p for p in PEERS if args.peers and p in args.peer_set], mem_label)
             if not args.no_video:
                 report += video_section(args, weights["vits"], workdir, log)
+            if not args.no_webcam and args.device == "cpu":
+                report += webcam_section(args, weights["vits"], workdir, log)
             if not args.no_memory_curve:
                 report += memory_curve_section(args, weights["vits"], log)
         load = os.getloadavg() if hasattr(os, "getloadavg") else (math.nan,) * 3

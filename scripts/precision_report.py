@@ -1,8 +1,10 @@
 #!/usr/bin/env python
-"""How far depthcli's low-precision modes drift from fp32, and what they buy in speed.
+"""How far depthcli's low-precision modes drift from fp32, and what they buy in speed, on each
+inference backend.
 
-Runs one model through depthcli in fp32, bf16 (and fp16 on CUDA), on the same input, and prints
-max and mean relative error against fp32 plus the median forward time of each. Why both
+Runs one model through depthcli in fp32, bf16 (and fp16 on CUDA), on the same input, on each
+backend (``--backends``, default torch and, on the CPU, openvino when installed), and prints max
+and mean relative error against torch fp32 (the reference) plus the median forward time of each. Why both
 errors: the max is the single worst pixel (edges, where bf16's 8-bit mantissa hurts most), the
 mean is what the depth map as a whole looks like; a good low-precision mode keeps the mean well
 under 1% even when a few pixels are off by more.
@@ -44,6 +46,7 @@ PATCH = 14
 
 @dataclass
 class Measurement:
+    backend: str
     precision: str
     dtype: str
     ms: float
@@ -94,10 +97,25 @@ def measure_tensor(model: torch.nn.Module, x: torch.Tensor, warmup: int, repeats
     return ms, out[0].float().cpu()
 
 
-def measure_image(model: torch.nn.Module, image: np.ndarray, size: int, warmup: int, repeats: int
-                  ) -> tuple[float, torch.Tensor, tuple[int, int]]:
+def measure_backend(backend, x: torch.Tensor, warmup: int, repeats: int  # noqa: ANN001
+                    ) -> tuple[float, torch.Tensor]:
+    """Median ms of ``backend.run`` (staging excluded, as the predictor times it) and its output."""
+    out: list[torch.Tensor] = []
+
+    def run() -> float:
+        staged = backend.to_input(x)
+        t0 = time.perf_counter()
+        out[:] = [backend.run(staged)]
+        return (time.perf_counter() - t0) * 1000
+
+    ms = median_ms(run, max(warmup, 2), repeats)  # OpenVINO compiles a size's own model at its 2nd sight
+    return ms, out[0].float().cpu()
+
+
+def measure_image(model: torch.nn.Module, image: np.ndarray, size: int, warmup: int, repeats: int,
+                  backend=None) -> tuple[float, torch.Tensor, tuple[int, int]]:  # noqa: ANN001
     """Median forward ms (DepthPredictor's own infer_ms) and the depth at the image's size."""
-    predictor = DepthPredictor(model, size=size)  # type: ignore[arg-type]
+    predictor = DepthPredictor(model, size=size, backend=backend)  # type: ignore[arg-type]
     prepared = predictor.prepare(image)
     out: list[np.ndarray] = []
 
@@ -108,6 +126,21 @@ def measure_image(model: torch.nn.Module, image: np.ndarray, size: int, warmup: 
 
     ms = median_ms(run, warmup, repeats)
     return ms, torch.from_numpy(out[0]), tuple(prepared.input_bchw.shape[-2:])  # type: ignore[return-value]
+
+
+def _backends(asked: str | None, device: str) -> list[str]:
+    """torch first (the reference), then openvino on the CPU when it is installed."""
+    import importlib.util
+
+    names = [b.strip() for b in asked.split(",") if b.strip()] if asked else ["torch", "openvino"]
+    bad = [b for b in names if b not in ("torch", "openvino")]
+    if bad:
+        raise SystemExit(f"precision_report.py: unknown backend {bad[0]!r} (torch, openvino)")
+    if "openvino" in names and (device != "cpu" or importlib.util.find_spec("openvino") is None):
+        if asked:
+            raise SystemExit("precision_report.py: the openvino backend needs --device cpu and openvino installed")
+        names.remove("openvino")
+    return ["torch"] + [b for b in names if b != "torch"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=None, help="network input width with a single --size")
     p.add_argument("--image", type=Path, default=None, help="a real image, run through DepthPredictor")
     p.add_argument("--precisions", default=None, help="comma list (default fp32,bf16; +fp16 on CUDA)")
+    p.add_argument("--backends", default=None,
+                   help="comma list of torch,openvino (default torch, plus openvino on the CPU when installed)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     p.add_argument("--repeats", type=int, default=3, help="timed forwards per precision (median)")
@@ -153,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         print("note: fp16 skipped: depthcli runs fp16 on CUDA only", file=sys.stderr)
         precisions.remove("fp16")
     height, width = parse_size(args.size, args.width)
+    backends = _backends(args.backends, device)
 
     image = None
     if args.image is not None:
@@ -179,24 +215,37 @@ def main(argv: list[str] | None = None) -> int:
         network_hw = (height, width)
         x = sample_input(height, width) if image is None else None  # type: ignore[arg-type]
         description = ""
-        for precision in precisions:
-            model = load_model(source, version=args.version, device=device, dtype=precision)
-            cfg = model.config
-            description = (f"{cfg.encoder.name} V{cfg.version} "
-                           f"{'metric ' + str(cfg.max_depth) + ' m' if cfg.metric else 'relative'}")
-            if image is None:
-                ms, out = measure_tensor(model, x, args.warmup, args.repeats)  # type: ignore[arg-type]
-            else:
-                ms, out, network_hw = measure_image(model, image, height, args.warmup, args.repeats)
-            dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
-            results.append(Measurement(precision, dtype, ms, out))
-            print(f"{precision}: {ms:.1f} ms", file=sys.stderr)
-            del model
-            gc.collect()
-            if device == "cuda":
-                torch.cuda.empty_cache()
+        for backend_name in backends:
+            for precision in precisions:
+                if backend_name == "openvino" and precision not in ("fp32", "bf16"):
+                    continue
+                held = "fp32" if backend_name == "openvino" else precision
+                model = load_model(source, version=args.version, device=device, dtype=held)
+                cfg = model.config
+                description = (f"{cfg.encoder.name} V{cfg.version} "
+                               f"{'metric ' + str(cfg.max_depth) + ' m' if cfg.metric else 'relative'}")
+                backend = None
+                if backend_name == "openvino":
+                    from depthcli.runtime.backends.openvino_backend import OpenVinoBackend
 
-    reference = results[0].output
+                    backend = OpenVinoBackend(model, precision=precision, threads=args.threads)
+                    for note in backend.notes:
+                        print(f"note: {note}", file=sys.stderr)
+                if image is not None:
+                    ms, out, network_hw = measure_image(model, image, height, args.warmup, args.repeats, backend)
+                elif backend is not None:
+                    ms, out = measure_backend(backend, x, args.warmup, args.repeats)  # type: ignore[arg-type]
+                else:
+                    ms, out = measure_tensor(model, x, args.warmup, args.repeats)  # type: ignore[arg-type]
+                dtype = str(backend.dtype if backend is not None else next(model.parameters()).dtype)
+                results.append(Measurement(backend_name, precision, dtype.removeprefix("torch."), ms, out))
+                print(f"{backend_name} {precision}: {ms:.1f} ms", file=sys.stderr)
+                del model, backend
+                gc.collect()
+                if device == "cuda":
+                    torch.cuda.empty_cache()
+
+    reference = results[0].output  # torch fp32
     for m in results[1:]:
         m.max_rel, m.mean_rel = relative_errors(m.output, reference)
     if image is not None:
@@ -216,13 +265,16 @@ def main(argv: list[str] | None = None) -> int:
         f"- reference range: depth {float(reference.min()):.4g} .. {float(reference.max()):.4g}",
         f"- command: `python {shlex.join(sys.argv)}`",
         "",
-        "| precision | weights dtype | ms | speed-up vs fp32 | max rel err (max diff / max ref) "
+        "Errors and speed-ups are against torch fp32, the reference; the bf16 rows of each backend "
+        "show what that backend's bf16 costs.",
+        "",
+        "| backend | precision | computes in | ms | speed-up vs torch fp32 | max rel err (max diff / max ref) "
         "| mean rel err (mean diff / mean ref) |",
-        "|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|",
     ]
     for m in results:
         ref_ms = results[0].ms
-        lines.append(f"| {m.precision} | {m.dtype} | {m.ms:.1f} | {ref_ms / m.ms:.2f}x | "
+        lines.append(f"| {m.backend} | {m.precision} | {m.dtype} | {m.ms:.1f} | {ref_ms / m.ms:.2f}x | "
                      f"{m.max_rel:.2e} | {m.mean_rel:.2e} |")
     text = "\n".join(lines) + "\n"
     print(text)

@@ -48,6 +48,17 @@ def _hf_home() -> str:
     return _HF_HOME
 
 
+_XDG_CACHE: str | None = None
+
+
+def _xdg_cache() -> str:
+    global _XDG_CACHE
+    if _XDG_CACHE is None:
+        _XDG_CACHE = tempfile.mkdtemp(prefix="depthcli-cli-cache-")
+        atexit.register(shutil.rmtree, _XDG_CACHE, ignore_errors=True)
+    return _XDG_CACHE
+
+
 def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """No default model, never the network, no display (unless ``extra`` sets one)."""
     env = dict(os.environ)
@@ -57,6 +68,12 @@ def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     # The tiny model gains nothing from threads, and on a busy shared machine two spinning
     # OpenMP workers make each forward 10-50x slower (seconds instead of milliseconds).
     env.setdefault("OMP_NUM_THREADS", "1")
+    # The reference backend by default: the OpenVINO one (the CLI's default on the CPU) converts
+    # each new model once and compiles it in every process, which these tests need not pay
+    # hundreds of times; tests/test_backends.py runs the commands on it. Conversions of the
+    # tests that do use it go to a throw-away cache, never the user's ~/.cache.
+    env.setdefault("DEPTHCLI_BACKEND", "torch")
+    env.setdefault("XDG_CACHE_HOME", _xdg_cache())
     if extra:
         env.update(extra)
     return env

@@ -22,7 +22,8 @@ from cli_helpers import PATCH, SIZE, SIZE_ARG, lines, run_cli, temp_leftovers, w
 
 STATS_KEYS = {"name", "input_hw", "processed_hw", "infer_ms", "peak_mem_mb", "device", "dtype"}
 SUMMARY = re.compile(r"^(?P<n>\d+) images?(?:, (?P<failed>\d+) failed)?: median \d+ ms/image inference, "
-                     r"[\d.]+ images/s end to end, peak (?:RSS|VRAM) \d+ MiB$")
+                     r"[\d.]+ images/s end to end, peak (?:RSS|VRAM) \d+ MiB, "
+                     r"(?:torch|openvino) \w+ \w+$")
 
 
 @pytest.fixture
@@ -46,7 +47,7 @@ def image_line(label: str, h: int, w: int, dest: str | None = None) -> re.Patter
     ph, pw = expected_processed_hw(h, w)
     tail = rf" -> {re.escape(dest)}" if dest else ""
     return re.compile(rf"^{re.escape(label)}: {w}x{h} -> {pw}x{ph}, \d+ ms \(total \d+ ms\), "
-                      rf"peak (?:RSS|VRAM) \d+ MiB{tail}$")
+                      rf"peak (?:RSS|VRAM) \d+ MiB, (?:torch|openvino) \w+ \w+{tail}$")
 
 
 def image(*args: object, **kwargs: object) -> subprocess.CompletedProcess:

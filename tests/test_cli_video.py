@@ -35,7 +35,7 @@ from cli_helpers import (
 
 FRAMES, FPS, W, H = 24, 25.0, 96, 64
 PER_FRAME = re.compile(rf"^frame (?P<i>\d+): {W}x{H} -> 112x70, \d+ ms \(total \d+ ms\), "
-                       r"peak (?:RSS|VRAM) \d+ MiB$")
+                       r"peak (?:RSS|VRAM) \d+ MiB, (?:torch|openvino) \w+ \w+$")
 
 
 @pytest.fixture

@@ -190,7 +190,7 @@ def run_many(jobs: list[dict], **common) -> list[Run]:
 # line of a multi-line message) is a stray line.
 _KNOWN_LINES = [
     r"depthcli: .*",
-    r".*: \d+x\d+ -> \d+x\d+, \d+ ms \(total \d+ ms\), peak (RSS|VRAM) \d+ MiB( -> .*)?",
+    r".*: \d+x\d+ -> \d+x\d+, \d+ ms \(total \d+ ms\), peak (RSS|VRAM) \d+ MiB, (torch|openvino) \w+ \w+( -> .*)?",
     r"frame \d+: \d+x\d+ -> \d+x\d+, .*",
     r"\d+ (image|frame)s?( processed)?(, \d+ failed)?(: .*)?",
     r".*: \d+x\d+, [\d.e+]+ fps, (\d+|unknown) frames -> .*",
@@ -695,6 +695,101 @@ def test_bad_checkpoints(tmp_path: Path, fuzz_model: FuzzModel) -> None:
     executed = marker.exists()
     TOTALS["code_executed_from_checkpoint"] = "YES" if executed else "no"
     p.case(not executed, "a checkpoint executed code (the marker file exists)", "checkpoint: malicious pickle")
+    p.done()
+
+
+
+# Archive-level mutations (fuzz_cases.archive_mutations): every case is read in-process and must
+# give exactly torch.load's tensors or one line; these also go through the CLI (in long mode all
+# the fixed ones; test_checkpoint_archive.py runs re-zipped files through it too).
+FAST_ARCHIVE_CLI = {"deflate_pickle_only", "method_bzip2", "duplicate_appended"}
+RANDOM_ARCHIVE_EDITS = 100 if LONG else 24  # random central-directory edits per seed (in-process only)
+
+
+def _bitwise_equal(a: dict, b: dict) -> bool:
+    """Same keys, dtypes, shapes and bytes (NaN payloads included)."""
+    import torch
+
+    def raw(t: torch.Tensor) -> torch.Tensor:
+        return t.detach().reshape(-1).contiguous().view(torch.uint8)
+
+    return a.keys() == b.keys() and all(a[k].dtype == b[k].dtype and a[k].shape == b[k].shape
+                                        and torch.equal(raw(a[k]), raw(b[k])) for k in a)
+
+
+def test_checkpoint_archive_mutations(tmp_path: Path, fuzz_model: FuzzModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    import warnings
+
+    import torch
+
+    from depthcli.model import CheckpointError, read_checkpoint
+
+    # reading checkpoints is the same for every backend: the reference one, with no conversion
+    # per file (each mutated file would be a new model to convert for OpenVINO)
+    monkeypatch.setenv("DEPTHCLI_BACKEND", "torch")
+    p = Problems("checkpoint: archive mutations")
+    cks, resaved = tmp_path / "ck", tmp_path / "resaved"
+    cks.mkdir()
+    resaved.mkdir()
+    good = cks / "depth_anything_v2_good.pth"
+    torch.save(fuzz_model.original_state, good)
+    original = read_checkpoint(good).state
+    cases: dict[str, tuple[bytes, str | None]] = {}
+    for seed in SEEDS:
+        for name, case in fc.archive_mutations(good.read_bytes(), seed, RANDOM_ARCHIVE_EDITS).items():
+            cases[f"s{seed}_{name}" if name.startswith("random") else name] = case
+    cli: dict[str, str | None] = {}  # file name -> the error line the CLI must print (None: same depth)
+    for name, (data, reason) in cases.items():
+        path = cks / f"depth_anything_v2_{name}.pth"
+        path.write_bytes(data)
+        try:
+            with warnings.catch_warnings():  # torch warns about what it unpickles from a damaged file
+                warnings.simplefilter("ignore")
+                reference = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 - torch.load cannot read it: depthcli must refuse it too
+            reference = None
+        try:
+            state, error = read_checkpoint(path).state, None
+        except CheckpointError as e:
+            state, error = None, str(e)
+        if state is not None:  # loaded: exactly what torch.load gives, and only where allowed
+            expected = None
+            if reference is not None:
+                torch.save(reference, resaved / path.name)
+                expected = read_checkpoint(resaved / path.name).state
+            ok = expected is not None and _bitwise_equal(state, expected) and reason in (fc.LOADS, fc.EITHER)
+            p.case(ok, f"{path.name}: loaded (torch.load {'failed' if reference is None else 'loaded'}, "
+                       f"same tensors: {expected is not None and _bitwise_equal(state, expected)}), "
+                       f"expected {reason!r}", "checkpoint: archive mutation that loads")
+        else:
+            ok = ("\n" not in error and error.startswith(f"{path.name}: ") and len(error) < 400
+                  and reason is not fc.LOADS and (reason == fc.EITHER or reason in error))
+            p.case(ok, f"{path.name}: {error!r}, expected {reason!r}", "checkpoint: archive mutation refused")
+        if name in FAST_ARCHIVE_CLI or (LONG and "random" not in name):
+            if error is not None:
+                cli[path.name] = error
+            elif _bitwise_equal(state, original):
+                cli[path.name] = None
+    (tmp_path / "a.png").write_bytes(fc.encode("png", fc.photo()))
+    names = ["depth_anything_v2_good.pth", *cli]
+    jobs = [{"args": ["image", "a.png", "--model", cks / name, *SIZE, "-f", "npy", "-o", tmp_path / f"out-{name}"]}
+            for name in names]
+    runs = dict(zip(names, run_many(jobs, home=fuzz_model.home, cwd=tmp_path), strict=True))
+    good_run = runs.pop("depth_anything_v2_good.pth")
+    assert good_run.rc == 0, good_run.stderr
+    depth = np.load(tmp_path / "out-depth_anything_v2_good.pth" / "a_depth.npy")
+    for name, run in runs.items():
+        out = tmp_path / f"out-{name}" / "a_depth.npy"
+        if cli[name] is None:
+            ok = common_checks(p, run, 0, tmp_path, what=name)
+            ok &= out.exists() and np.array_equal(np.load(out), depth)
+            p.case(ok, f"{name}: want exit 0 and the original depth; exit {run.rc}, {run.lines()!r}",
+                   "checkpoint: archive mutation via the CLI")
+        else:
+            ok = common_checks(p, run, 3, tmp_path, what=name)
+            ok &= run.errors_for("error") == [f"depthcli: error: {cli[name]}"] and not out.exists()
+            p.case(ok, f"{name}: want exit 3 and {cli[name]!r}; got exit {run.rc}, {run.lines()!r}",
+                   "checkpoint: archive mutation via the CLI")
     p.done()
 
 

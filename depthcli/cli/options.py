@@ -44,6 +44,12 @@ def model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="Shorter side of the network input, in pixels (rounded to multiples of 14)."),
         click.option("--max-side", type=click.IntRange(min=14), default=None,
                      help="Cap the longer network-input side (thin panoramas otherwise blow up)."),
+        click.option("--backend", type=click.Choice(["auto", "torch", "openvino"]), default=None,
+                     help="What runs the network: openvino (CPU, fastest there), torch (any device). "
+                          "Default: $DEPTHCLI_BACKEND or auto (openvino on the CPU when installed)."),
+        click.option("--batch", type=click.IntRange(min=1), default=None,
+                     help="Images or frames of one network size per forward pass. Default: 4 on CUDA, "
+                          "1 on the CPU (where batching only adds latency)."),
     ]
     for deco in reversed(decorators):
         wrapper = deco(wrapper)
@@ -53,10 +59,18 @@ def model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 def load_predictor(spec):  # noqa: ANN001, ANN201 - PredictorSpec -> DepthPredictor, imported lazily
     """Build the predictor, mapping each failure to its exit code and one line."""
     from ..model import CheckpointError
+    from ..runtime.backends import BackendUnavailable
     from ..runtime.loading import DeviceError, build_predictor
 
     try:
-        return build_predictor(spec)
+        predictor = build_predictor(spec)
+        ctx = click.get_current_context(silent=True)
+        if not (ctx and ctx.params.get("quiet")):  # -q: errors only
+            for note in predictor.notes:  # backend fallback, --fp16 on a CPU, first-use conversion
+                click.echo(f"depthcli: note: {note}", err=True)
+        return predictor
+    except BackendUnavailable as e:
+        raise CliError(str(e), exit_codes.USAGE) from None
     except DeviceError as e:
         raise CliError(str(e), exit_codes.DEVICE) from None
     except CheckpointError as e:

@@ -21,6 +21,8 @@ class PredictorSpec:
     precision: str | None = None  # None (fp32), "fp16" or "bf16"
     size: int = DEFAULT_SIZE
     max_side: int | None = None
+    backend: str | None = None  # "auto", "torch" or "openvino"; None: $DEPTHCLI_BACKEND, else auto
+    batch: int | None = None  # inputs of one network size per forward; None: 4 on CUDA, 1 on the CPU
 
     @property
     def source(self) -> str:

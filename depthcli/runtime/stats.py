@@ -6,9 +6,10 @@ import resource
 import statistics
 import sys
 from dataclasses import asdict, dataclass, field
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch only where CUDA memory is asked: `depthcli image --server` never imports it
+    import torch
 
 
 @dataclass
@@ -22,12 +23,19 @@ class FrameStats:
     mem_kind: str  # "vram" (CUDA peak allocated) or "rss" (process peak resident set)
     device: str
     dtype: str
+    backend: str = "torch"  # what ran the network: "torch" or "openvino" (runtime/backends)
+
+    @property
+    def engine(self) -> str:
+        """``openvino cpu bf16``, ``torch cuda fp16``: backend, device type and precision."""
+        precision = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(self.dtype, self.dtype)
+        return f"{self.backend} {self.device.split(':')[0]} {precision}"
 
     def line(self) -> str:
         (h, w), (ph, pw) = self.input_hw, self.processed_hw
         mem = "VRAM" if self.mem_kind == "vram" else "RSS"
         return (f"{self.name}: {w}x{h} -> {pw}x{ph}, {self.infer_ms:.0f} ms "
-                f"(total {self.total_ms:.0f} ms), peak {mem} {self.peak_mem_mb:.0f} MiB")
+                f"(total {self.total_ms:.0f} ms), peak {mem} {self.peak_mem_mb:.0f} MiB, {self.engine}")
 
     def to_json(self) -> str:
         d = asdict(self)
@@ -43,11 +51,15 @@ def peak_rss_mb() -> float:
 
 def reset_peak_memory(device: torch.device) -> None:
     if device.type == "cuda":
+        import torch
+
         torch.cuda.reset_peak_memory_stats(device)
 
 
 def peak_memory(device: torch.device) -> tuple[float, str]:
     if device.type == "cuda":
+        import torch
+
         return torch.cuda.max_memory_allocated(device) / 2**20, "vram"
     return peak_rss_mb(), "rss"
 
@@ -71,7 +83,7 @@ class RunSummary:
         kind = "VRAM" if self.frames[-1].mem_kind == "vram" else "RSS"
         failed = f", {self.failed} failed" if self.failed else ""
         return (f"{n} {unit}{'s' if n != 1 else ''}{failed}: median {med:.0f} ms/{unit} inference, "
-                f"{rate:.2f} {unit}s/s end to end, peak {kind} {peak:.0f} MiB")
+                f"{rate:.2f} {unit}s/s end to end, peak {kind} {peak:.0f} MiB, {self.frames[-1].engine}")
 
 
 def write_jsonl(stream: IO[str], stats: FrameStats) -> None:

@@ -79,7 +79,8 @@ def stream_depth(frames: Iterable[tuple[int, np.ndarray]], predictor: DepthPredi
     """Run every (index, BGR frame) through the model and hand (index, frame, prediction) to
     ``sink`` in order. Returns timing; raises the sink's error, or KeyboardInterrupt."""
     stop = threading.Event()
-    to_model: queue.Queue = queue.Queue(maxsize=queue_size)
+    batch = max(1, getattr(predictor, "batch", 1))
+    to_model: queue.Queue = queue.Queue(maxsize=max(queue_size, 2 * batch))
     to_sink: queue.Queue = queue.Queue(maxsize=queue_size)
     result = StreamResult()
 
@@ -110,7 +111,7 @@ def stream_depth(frames: Iterable[tuple[int, np.ndarray]], predictor: DepthPredi
     t0 = time.perf_counter()
     reader.start()
     writer.start()
-    pending = None  # inferred (and counted by on_frame) but not yet queued for the sink
+    pending: list = []  # inferred (and counted by on_frame) but not yet queued for the sink
     try:
         while writer.is_alive():
             try:
@@ -121,18 +122,23 @@ def stream_depth(frames: Iterable[tuple[int, np.ndarray]], predictor: DepthPredi
                 continue
             if item is _DONE:
                 break
-            index, frame, prepared = item
-            prediction = predictor.infer(prepared)
-            pending = (index, frame, prediction)
-            result.stats.append(prediction.stats)
-            if on_frame is not None:
-                on_frame(prediction.stats)
-            _put(to_sink, pending, writer.is_alive)
-            pending = None
+            items, done = _take_batch(item, to_model, batch)
+            predictions = _infer_all(predictor, [prepared for _, _, prepared in items])
+            pending = [(index, frame, prediction) for (index, frame, _), prediction in zip(items, predictions,
+                                                                                          strict=True)]
+            for prediction in predictions:
+                result.stats.append(prediction.stats)
+                if on_frame is not None:
+                    on_frame(prediction.stats)
+            while pending:
+                _put(to_sink, pending[0], writer.is_alive)
+                pending.pop(0)
+            if done:
+                break
     except KeyboardInterrupt:
         stop.set()
-        if pending is not None:  # every frame reported as done ends up in the output
-            _put(to_sink, pending, writer.is_alive)
+        for item in pending:  # every frame reported as done ends up in the output
+            _put(to_sink, item, writer.is_alive)
         _finish(writer, to_sink)
         raise
     finally:
@@ -145,6 +151,29 @@ def stream_depth(frames: Iterable[tuple[int, np.ndarray]], predictor: DepthPredi
     result.frames = len(result.stats)
     result.source_error = reader.error
     return result
+
+
+def _take_batch(first: tuple, to_model: queue.Queue, batch: int) -> tuple[list[tuple], bool]:
+    """``first`` and up to ``batch - 1`` more frames already waiting with the same network size
+    (never waiting for more: a batch must not add latency); True when the stream's end was met."""
+    items = [first]
+    shape = first[2].input_bchw.shape
+    while len(items) < batch:
+        with to_model.mutex:  # peek: this thread is the only consumer, so the head stays put
+            item = to_model.queue[0] if to_model.queue else None
+        if item is None or (item is not _DONE and item[2].input_bchw.shape != shape):
+            break
+        to_model.get_nowait()
+        if item is _DONE:
+            return items, True
+        items.append(item)
+    return items, False
+
+
+def _infer_all(predictor: DepthPredictor, prepared: list) -> list[Prediction]:
+    if len(prepared) == 1:
+        return [predictor.infer(prepared[0])]
+    return predictor.infer_batch(prepared)
 
 
 def _finish(writer: _Stage, to_sink: queue.Queue) -> None:

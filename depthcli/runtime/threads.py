@@ -34,6 +34,15 @@ def physical_cores() -> int:
     return max(1, len(cores))
 
 
+def inference_threads() -> int:
+    """Threads for a CPU inference engine (OpenVINO): ``OMP_NUM_THREADS`` when set to a
+    positive number (the same override torch honours), else the physical cores."""
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return physical_cores()
+
+
 def configure_threads(device: torch.device) -> None:
     """Set torch and OpenCV thread counts for a run on ``device`` (environment settings such as
     OMP_NUM_THREADS, when given, win)."""
