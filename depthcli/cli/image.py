@@ -11,7 +11,7 @@ from .errors import CliError, print_debug_traceback
 from .options import load_predictor, model_options, with_handled_errors
 from .signals import terminate_as_interrupt
 
-FORMATS = ("color", "gray", "gray16", "npy")  # jobs.image.FORMATS (not imported: --help stays light)
+FORMATS = ("color", "gray", "gray16", "npy", "exr", "ply")  # jobs.image.FORMATS (not imported: --help stays light)
 
 
 def _colormap_names() -> list[str]:
@@ -28,11 +28,26 @@ def _colormap_names() -> list[str]:
               "Default: beside each input.")
 @click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default="color", show_default=True,
               help="color: colormap PNG; gray: 8-bit PNG; gray16: 16-bit PNG; npy: raw float32 depth "
-                   "at the image's resolution (metres for metric models).")
+                   "at the image's resolution (metres for metric models); exr: the same as a float32 "
+                   "EXR (channel Z); ply: a coloured point cloud (metric models, or a relative one with "
+                   "--depth-scale). Every PNG/EXR/PLY records how it was made (`depthcli info FILE`).")
 @click.option("--colormap", default="inferno", show_default=True, metavar="NAME",
               help="OpenCV colormap for --format color (inferno, turbo, magma, viridis, ...).")
 @click.option("--invert", is_flag=True, help="Swap near and far in PNG outputs.")
 @click.option("--side-by-side", is_flag=True, help="Write the input beside its depth (color/gray).")
+@click.option("--meta", "sidecar", is_flag=True,
+              help="Also write the metadata as <stem>_depth.json beside each output (npy included).")
+@click.option("--focal", "focal_px", type=click.FloatRange(min=0, min_open=True), default=None, metavar="PX",
+              help="ply: focal length in pixels. Default: --fov, else the photo's EXIF focal length, "
+                   "else a 60 degree horizontal field of view.")
+@click.option("--fov", "fov_deg", type=click.FloatRange(0, 180, min_open=True, max_open=True), default=None,
+              metavar="DEG", help="ply: horizontal field of view in degrees (instead of --focal).")
+@click.option("--depth-scale", type=float, default=None, metavar="A",
+              help="ply from a relative model (whose output d is inverse depth up to an unknown scale "
+                   "and shift): depth = 1 / (A * d + B); without it, ply refuses relative models. "
+                   "Metric models need no conversion.")
+@click.option("--depth-shift", type=float, default=0.0, show_default=True, metavar="B",
+              help="ply from a relative model: B in depth = 1 / (A * d + B).")
 @model_options
 @click.option("--max-pixels", type=click.IntRange(min=0), default=None,
               help="Refuse images with more pixels than this (decompression bombs); 0 disables. "
@@ -40,9 +55,23 @@ def _colormap_names() -> list[str]:
 @click.option("--skip-existing", is_flag=True, help="Skip inputs whose output already exists (resume a batch).")
 @click.option("--stats", "stats_path", metavar="FILE", help="Write one JSON object per image (- = stdout).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors and nothing else on stderr.")
+@click.option("--server", metavar="URL", default=None,
+              help="Send each image to a running `depthcli serve` at URL instead of loading a model here "
+                   "(same outputs, no start-up; the model options are the server's).")
+@click.option("--token", envvar="DEPTHCLI_TOKEN", metavar="SECRET", default=None,
+              help="--server: the server's token (also $DEPTHCLI_TOKEN).")
+@click.option("--ray", "ray_address", metavar="ADDRESS", default=None,
+              help="Run on a Ray cluster: host:port, ray://host:port, auto, or local (start Ray here); "
+                   "same inputs and outputs (paths on a shared file system, or s3:// / gs:// URIs). "
+                   "Needs pip install 'depthcli[ray]'.")
+@click.option("--ray-actors", type=click.IntRange(min=1), default=None, metavar="N",
+              help="--ray: model actors (default: one per GPU, else one per two CPUs).")
+@click.option("--ray-batch", type=click.IntRange(min=1), default=None, metavar="N",
+              help="--ray: images per batch (default 4).")
 @with_handled_errors
-def image_command(inputs, recursive, list_file, output, fmt, colormap, invert, side_by_side, spec, max_pixels,
-                  skip_existing, stats_path, quiet) -> None:  # noqa: ANN001
+def image_command(inputs, recursive, list_file, output, fmt, colormap, invert, side_by_side, sidecar, focal_px,
+                  fov_deg, depth_scale, depth_shift, spec, max_pixels, skip_existing, stats_path,
+                  quiet, server, token, ray_address, ray_actors, ray_batch) -> None:  # noqa: ANN001
     """Depth maps for images: files, folders (-r), quoted globs, --list, or - for stdin.
 
     \b
@@ -52,22 +81,42 @@ def image_command(inputs, recursive, list_file, output, fmt, colormap, invert, s
       find . -name '*.jpg' | depthcli image --list - -o out/
       depthcli image - -o - < a.jpg > d.png          # stdin to stdout
       depthcli image a.jpg -f npy -o raw/            # raw float32 depth
+      depthcli image a.jpg -f ply -m v2-metric-indoor-small --fov 70   # point cloud, metres
+      depthcli info out/a_depth.png                  # how an output was made, how to read it back
     """
     from ..io.images import DEFAULT_MAX_PIXELS
     from ..io.inputs import collect_inputs
-    from ..jobs.image import ImageOptions, plan_outputs, run_images
+    from ..jobs.image import ImageOptions, ImageUsageError, check_options, plan_outputs, run_images
 
     if not inputs and not list_file:
         raise click.UsageError("give at least one INPUT (file, folder, glob or -) or --list FILE")
     if colormap not in _colormap_names():
         raise click.BadParameter(f"unknown colormap {colormap!r}; choose from {', '.join(_colormap_names())}",
                                  param_hint="--colormap")
-    if side_by_side and fmt in ("npy", "gray16"):
+    if side_by_side and fmt not in ("color", "gray"):
         raise click.UsageError("--side-by-side needs --format color or gray")
+    if focal_px is not None and fov_deg is not None:
+        raise click.UsageError("give --focal or --fov, not both")
+    ply_only = [name for name, value in (("--focal", focal_px), ("--fov", fov_deg), ("--depth-scale", depth_scale),
+                                         ("--depth-shift", depth_shift or None)) if value is not None]
+    if ply_only and fmt != "ply":
+        raise click.UsageError(f"{', '.join(ply_only)} only apply to --format ply")
+    if depth_shift and depth_scale is None:
+        raise click.UsageError("--depth-shift needs --depth-scale (depth = 1 / (scale * d + shift))")
+    if sidecar and output == "-":
+        raise click.UsageError("--meta writes a file beside each output; with -o - the metadata is inside "
+                               "the PNG/EXR/PLY written to stdout")
     if stats_path == "-" and output == "-":
         raise click.UsageError("--stats - and -o - would both write to stdout")
     if "-" in inputs and list_file == "-":
         raise click.UsageError("stdin cannot be both an image (-) and the --list")
+    if server is not None:
+        _check_server_options(spec, max_pixels)
+    if ray_address is not None:
+        _check_ray(server)
+        from ..cluster import storage
+
+        collect_inputs, plan_outputs = storage.collect_inputs, storage.plan_outputs  # + s3:// / gs:// URIs
     limit = None if max_pixels == 0 else (max_pixels or DEFAULT_MAX_PIXELS)
 
     items, problems = collect_inputs(list(inputs), recursive=recursive, list_file=list_file,
@@ -78,11 +127,14 @@ def image_command(inputs, recursive, list_file, output, fmt, colormap, invert, s
         raise click.UsageError(f"-o {output}: exists and is not a folder")
 
     jobs, skipped = plan_outputs(items, output, fmt, skip_existing=skip_existing)
-    opts = ImageOptions(fmt=fmt, colormap=colormap, invert=invert, side_by_side=side_by_side, max_pixels=limit)
+    opts = ImageOptions(fmt=fmt, colormap=colormap, invert=invert, side_by_side=side_by_side, max_pixels=limit,
+                        sidecar=sidecar, focal_px=focal_px, fov_deg=fov_deg, depth_scale=depth_scale,
+                        depth_shift=depth_shift)
 
     from .report import Reporter
 
     reporter = Reporter(total=len(jobs) + len(problems), unit="image", quiet=quiet, stats_path=stats_path)
+    out_of_memory = 0
     try:
         with terminate_as_interrupt():
             for problem in problems:
@@ -90,9 +142,20 @@ def image_command(inputs, recursive, list_file, output, fmt, colormap, invert, s
                 reporter.failed(label, reason or problem)
             if skipped:
                 reporter.info(f"skipped {skipped} input{'s' if skipped != 1 else ''} whose output exists")
-            if jobs:
+            if jobs and server is not None:
+                _run_on_server(server, token, opts, jobs, reporter)
+            elif jobs and ray_address is not None:
+                _run_on_ray(ray_address, spec, opts, jobs, reporter, actors=ray_actors, batch_size=ray_batch)
+            elif jobs:
                 predictor = load_predictor(spec)
+                try:
+                    check_options(opts, metric=predictor.model.config.metric)
+                except ImageUsageError as e:
+                    raise click.UsageError(str(e)) from None
                 _notice(spec, predictor, reporter)
+                from ..jobs.metadata import model_facts
+
+                facts = model_facts(predictor, spec)
 
                 def done(stats, dest) -> None:  # noqa: ANN001
                     reporter.done(stats, extra=f" -> {dest}" if dest is not None else "")
@@ -101,13 +164,13 @@ def image_command(inputs, recursive, list_file, output, fmt, colormap, invert, s
                     print_debug_traceback()
                     reporter.failed(label, reason)
 
-                run_images(jobs, predictor, opts, on_done=done, on_failed=failed)
+                out_of_memory = run_images(jobs, predictor, opts, on_done=done, on_failed=failed, facts=facts)
     except KeyboardInterrupt:
         reporter.close()
         raise CliError("interrupted; outputs written so far are complete", exit_codes.INTERRUPTED) from None
     reporter.close()
-    if reporter.summary.failed:
-        sys.exit(exit_codes.SOME_FAILED)
+    if reporter.summary.failed:  # 4 when the only failures were the device running out of memory
+        sys.exit(exit_codes.DEVICE if reporter.summary.failed == out_of_memory else exit_codes.SOME_FAILED)
 
 
 def _notice(spec, predictor, reporter) -> None:  # noqa: ANN001
@@ -119,3 +182,79 @@ def _notice(spec, predictor, reporter) -> None:  # noqa: ANN001
         click.echo(f"depthcli: note: {note}", err=True)
     if predictor.model.config.metric and not reporter.quiet:
         reporter.info(f"depthcli: metric model: depth in metres (0..{predictor.model.config.max_depth:g} m)")
+
+
+def _check_server_options(spec, max_pixels) -> None:  # noqa: ANN001
+    """With --server the model is the server's: a model option here would silently not apply."""
+    import dataclasses
+
+    from ..runtime.spec import PredictorSpec
+
+    given = [f"--{f.name.replace('_', '-')}" for f in dataclasses.fields(PredictorSpec)
+             if getattr(spec, f.name) != f.default]
+    if max_pixels is not None:
+        given.append("--max-pixels")
+    if given:
+        raise click.UsageError(f"{', '.join(given)}: with --server the server's settings apply "
+                               f"(give them to `depthcli serve`)")
+
+
+def _run_on_server(server: str, token: str | None, opts, jobs, reporter) -> None:  # noqa: ANN001
+    """The batch through a running `depthcli serve` (depthcli/serve/client.py)."""
+    from ..jobs.image import ImageUsageError, check_options
+    from ..serve.client import DepthClient, ServerUnavailable, run_images_remote
+
+    try:
+        client = DepthClient(server, token)
+        info = client.connect()
+        try:
+            check_options(opts, metric=bool(info.get("metric")))
+        except ImageUsageError as e:
+            raise click.UsageError(str(e)) from None
+        if info.get("metric") and not reporter.quiet:
+            reporter.info(f"depthcli: metric model: depth in metres (0..{info.get('max_depth'):g} m)")
+
+        def failed(label: str, reason: str) -> None:
+            print_debug_traceback()
+            reporter.failed(label, reason)
+
+        def done(stats, dest) -> None:  # noqa: ANN001
+            reporter.done(stats, extra=f" -> {dest}" if dest is not None else "")
+
+        run_images_remote(jobs, client, opts, on_done=done, on_failed=failed)
+    except ServerUnavailable as e:
+        done = len(reporter.summary.frames)
+        tail = f"; the {done} output{'s' if done != 1 else ''} written before are complete" if done else ""
+        raise CliError(f"{e}{tail}", exit_codes.USAGE if e.usage else exit_codes.DEVICE) from None
+
+
+def _check_ray(server: str | None) -> None:
+    """--ray without Ray installed is a usage error that says how to install it."""
+    from ..cluster import RayUnavailable, require_ray
+
+    if server is not None:
+        raise click.UsageError("--ray and --server are two ways to run elsewhere: give one")
+    try:
+        require_ray()
+    except RayUnavailable as e:
+        raise click.UsageError(str(e)) from None
+
+
+def _run_on_ray(address: str, spec, opts, jobs, reporter, **sizes) -> None:  # noqa: ANN001
+    """The batch on a Ray cluster (depthcli/cluster/ray_images.py): the same jobs and lines."""
+    from ..cluster import ClusterFailure, run_images
+
+    def failed(label: str, reason: str) -> None:
+        print_debug_traceback()
+        reporter.failed(label, reason)
+
+    def done(stats, dest) -> None:  # noqa: ANN001
+        reporter.done(stats, extra=f" -> {dest}" if dest is not None else "")
+
+    try:
+        run_images(address, jobs, spec, opts, on_done=done, on_failed=failed, **sizes)
+    except ClusterFailure as e:
+        if e.kind == "usage":
+            raise click.UsageError(str(e)) from None
+        code = {"model": exit_codes.MODEL, "device": exit_codes.DEVICE}.get(e.kind, exit_codes.DEVICE)
+        raise CliError(str(e), code) from None

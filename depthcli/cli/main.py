@@ -13,6 +13,8 @@ SUBCOMMANDS = {  # name -> module under depthcli.cli, loaded on first use
     "models": "models",
     "download": "models",
     "convert": "models",
+    "info": "info",
+    "serve": "serve",
 }
 
 

@@ -83,8 +83,10 @@ class Reporter:
             self._bar.update(1)
         self._echo(f"depthcli: {label}: {reason}")
 
-    def close(self) -> str:
-        self.summary.wall_s = time.perf_counter() - self._t0
+    def close(self, wall_s: float | None = None) -> str:
+        """The summary line; ``wall_s`` when the run was timed elsewhere (a cluster task whose
+        lines are replayed here), else the time since this reporter was made."""
+        self.summary.wall_s = time.perf_counter() - self._t0 if wall_s is None else wall_s
         if self._bar is not None:
             self._bar.close()
         if self._stats is not None and self._stats is not sys.stdout:

@@ -22,19 +22,33 @@ from .signals import terminate_as_interrupt
 @click.option("--normalize", type=click.Choice(["running", "frame"]), default="running", show_default=True,
               help="running: a robust range smoothed over time (no flicker); frame: each frame's own "
                    "min..max, like the original scripts.")
-@click.option("--frames", "frames_fmt", type=click.Choice(["gray16", "npy"]), default=None,
-              help="Also write every depth frame to <stem>_depth_frames/: 16-bit PNG or raw float32 .npy.")
+@click.option("--frames", "frames_fmt", type=click.Choice(["gray16", "npy", "exr"]), default=None,
+              help="Also write every depth frame to <stem>_depth_frames/: 16-bit PNG, raw float32 .npy or "
+                   "float32 EXR (channel Z). How everything was made goes to <stem>_depth.json.")
 @click.option("--no-video", is_flag=True, help="With --frames: write only the frames, no video.")
 @click.option("--start", metavar="POS", help="First frame: frame number (120), seconds (4.5s) or mm:ss.")
 @click.option("--end", metavar="POS", help="Stop before this position (same forms as --start).")
 @click.option("--stride", type=click.IntRange(min=1), default=1, show_default=True, help="Keep every Nth frame.")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after N output frames.")
+@click.option("--codec", type=click.Choice(["h264", "hevc", "mp4v"]), default="h264", show_default=True,
+              help="Video codec of the MP4: h264 (yuv420p, plays everywhere), hevc (smaller; if this FFmpeg "
+                   "has libx265), mp4v (MPEG-4 Part 2, the old default).")
+@click.option("--crf", type=click.IntRange(min=0, max=51), default=None,
+              help="h264/hevc quality: lower is better and bigger (default 18 for h264, 20 for hevc).")
+@click.option("--no-audio", is_flag=True, help="Leave the source's sound out (it is kept by default).")
+@click.option("--fps", "seq_fps", metavar="RATE", default=None,
+              help="Frame rate of image-sequence inputs (a folder, frame_%05d.png or a quoted glob): "
+                   "24, 23.976 or 24000/1001. Default 24. Videos keep their own timing.")
 @model_options
 @click.option("--stats", "stats_path", metavar="FILE", help="Write one JSON object per frame (- = stdout).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
+@click.option("--ray", "ray_address", metavar="ADDRESS", default=None,
+              help="Run on a Ray cluster, one task per video: host:port, ray://host:port, auto, or local "
+                   "(start Ray here). Needs pip install 'depthcli[ray]'.")
 @with_handled_errors
 def video_command(inputs, output, fmt, colormap, invert, side_by_side, normalize, frames_fmt, no_video, start,
-                  end, stride, max_frames, spec, stats_path, quiet) -> None:  # noqa: ANN001
+                  end, stride, max_frames, codec, crf, no_audio, seq_fps, spec, stats_path,
+                  quiet, ray_address) -> None:  # noqa: ANN001
     """Depth videos: <stem>_depth.mp4 with the input's frame rate, frame count and size.
 
     \b
@@ -42,6 +56,8 @@ def video_command(inputs, output, fmt, colormap, invert, side_by_side, normalize
       depthcli video clip.mp4 --fp16
       depthcli video clip.mp4 --side-by-side --start 10s --end 20s -o out/
       depthcli video clip.mp4 --frames npy --no-video      # raw float32 per frame
+      depthcli video shots/ --fps 25                       # an image sequence -> shots_depth.mp4
+    H.264 MP4 with the source's sound and timestamps (variable frame rate too).
     Ctrl-C stops cleanly: the video written so far is finalised and playable (exit 130).
     """
     from ..io.render import COLORMAPS
@@ -50,10 +66,23 @@ def video_command(inputs, output, fmt, colormap, invert, side_by_side, normalize
         raise click.BadParameter(f"unknown colormap {colormap!r}; choose from {', '.join(sorted(COLORMAPS))}",
                                  param_hint="--colormap")
     if no_video and not frames_fmt:
-        raise click.UsageError("--no-video needs --frames gray16|npy (otherwise nothing would be written)")
+        raise click.UsageError("--no-video needs --frames gray16|npy|exr (otherwise nothing would be written)")
     if output and Path(output).exists() and not Path(output).is_dir():
         raise click.UsageError(f"-o {output}: exists and is not a folder")
-    missing = [p for p in inputs if not Path(p).exists() and "://" not in p]
+    from ..io.sequence import is_sequence, parse_rate
+
+    if not no_video:
+        from ..io.av_video import codec_problem
+
+        problem = codec_problem(codec, crf)
+        if problem:
+            raise click.UsageError(problem)
+    if seq_fps is not None:
+        try:
+            parse_rate(seq_fps)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--fps") from None
+    missing = [p for p in inputs if not Path(p).exists() and "://" not in p and not is_sequence(p)]
     for p in missing:
         click.echo(f"depthcli: {p}: no such file", err=True)
     todo = [p for p in inputs if p not in missing]
@@ -65,7 +94,8 @@ def video_command(inputs, output, fmt, colormap, invert, side_by_side, normalize
 
     opts = VideoOptions(output=output, fmt=fmt, colormap=colormap, invert=invert, side_by_side=side_by_side,
                         normalize=normalize, frames_fmt=frames_fmt, no_video=no_video, start=start, end=end,
-                        stride=stride, max_frames=max_frames)
+                        stride=stride, max_frames=max_frames, codec=codec, crf=crf, audio=not no_audio,
+                        fps=seq_fps)
 
     def new_reporter(total: int | None) -> Reporter:
         return Reporter(total=total or 0, unit="frame", quiet=quiet, stats_path=stats_path,
@@ -74,12 +104,28 @@ def video_command(inputs, output, fmt, colormap, invert, side_by_side, normalize
     def error(line: str) -> None:
         click.echo(line, err=True)
 
-    predictor = load_predictor(spec)
+    if ray_address is not None:
+        from ..cluster import RayUnavailable, require_ray
+
+        try:
+            require_ray()
+        except RayUnavailable as e:
+            raise click.UsageError(str(e)) from None
+    else:
+        predictor = load_predictor(spec)
+        from ..jobs.metadata import model_facts
+
+        facts = model_facts(predictor, spec)
     failed = unopened = len(missing)
     with terminate_as_interrupt():
+        if ray_address is not None:  # one Ray task per video instead of the loop below
+            statuses = _run_on_ray(ray_address, todo, spec, opts, new_reporter=new_reporter, error=error)
+            failed += sum(not ok for ok in statuses)
+            unopened += sum(ok is None for ok in statuses)
+            todo = []
         for path in todo:
             try:
-                ok = run_video(path, predictor, opts, new_reporter=new_reporter, error=error)
+                ok = run_video(path, predictor, opts, new_reporter=new_reporter, error=error, facts=facts)
             except VideoUsageError as e:
                 raise click.UsageError(str(e)) from None
             except VideoInterrupted as e:
@@ -88,3 +134,17 @@ def video_command(inputs, output, fmt, colormap, invert, side_by_side, normalize
             unopened += ok is None
     if failed:  # 5 only when the one input could not be opened/read at all; an output problem is 1
         sys.exit(exit_codes.INPUT if unopened == len(inputs) == 1 else exit_codes.SOME_FAILED)
+
+
+def _run_on_ray(address: str, paths: list[str], spec, opts, **callbacks) -> list:  # noqa: ANN001
+    """One Ray task per video (depthcli/cluster/ray_videos.py); the same lines and exit codes."""
+    from ..cluster import ClusterFailure, run_videos
+    from ..jobs.video import VideoUsageError
+
+    try:
+        return run_videos(address, paths, spec, opts, **callbacks)
+    except VideoUsageError as e:
+        raise click.UsageError(str(e)) from None
+    except ClusterFailure as e:
+        code = {"model": exit_codes.MODEL, "device": exit_codes.DEVICE}.get(e.kind, exit_codes.DEVICE)
+        raise CliError(str(e), code) from None

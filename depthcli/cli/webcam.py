@@ -177,6 +177,7 @@ class _Session:
         click.echo(f"depthcli: snapshot {stem}_{{input,depth}}.png + _depth.npy", err=True)
 
     def _toggle_recording(self) -> None:
+        from ..io.av_video import CONTAINERS, AvVideoWriter
         from ..io.video import VideoWriter
 
         if self.recorder is not None:
@@ -188,7 +189,10 @@ class _Session:
         w, h = self.reader.size
         path = self.record_path or Path(datetime.now().strftime("depthcli_%Y%m%d_%H%M%S.mp4"))
         self.recorder_path = path
-        self.recorder = VideoWriter(path, self.reader.fps, (2 * w, h))
+        if Path(path).suffix.lower() in CONTAINERS:  # H.264 that players and editors take
+            self.recorder = AvVideoWriter(path, self.reader.fps, (2 * w, h))
+        else:  # .avi and friends: OpenCV picks a codec for the container, as before
+            self.recorder = VideoWriter(path, self.reader.fps, (2 * w, h))
 
     def finish(self) -> None:
         if self.recorder is not None:

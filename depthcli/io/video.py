@@ -1,5 +1,9 @@
 """Video in and out through OpenCV's FFmpeg backend, with one-line errors and atomic output.
 
+Cameras and network streams are read here (``depthcli webcam``, URL inputs); video files, with
+their timestamps and sound, go through PyAV (``io.av_video``), image sequences through
+``io.sequence``. ``open_video`` picks the reader for what ``depthcli video`` is given.
+
 OpenCV 5.0 facts this relies on (checked empirically): ``VideoCapture`` gives no error on a
 failed read, so "end of file" and "decode error" look the same, and the container's frame
 count is the only way to tell them apart; ``VideoWriter`` silently drops frames whose size or
@@ -21,7 +25,7 @@ import numpy as np
 
 from . import images  # noqa: F401 - importing it silences OpenCV/FFmpeg logging
 from .render import to_bgr8, to_gray16
-from .writers import OutputError, ensure_parent, temp_path_for, write_npy, write_png
+from .writers import OutputError, encode_png, ensure_parent, temp_path_for, write_bytes, write_npy
 
 DEFAULT_FPS = 30.0
 # Network sources: give up opening / waiting for a frame after this long instead of hanging.
@@ -293,10 +297,11 @@ class VideoWriter:
 
 
 class FrameDirWriter:
-    """Per-frame outputs ``<dir>/<stem>_000123.png`` (16-bit gray) or ``.npy`` (float32 depth),
-    each written atomically so an interrupted run leaves only complete frames."""
+    """Per-frame outputs ``<dir>/<stem>_000123.png`` (16-bit gray), ``.npy`` or ``.exr`` (float32
+    depth), each written atomically so an interrupted run leaves only complete frames; ``meta``
+    (a dict) goes into the PNG's text chunk or the EXR's header (``io.metadata``)."""
 
-    KINDS = ("png", "npy")
+    KINDS = ("png", "npy", "exr")
 
     def __init__(self, directory: str | Path, stem: str, kind: str = "png") -> None:
         if kind not in self.KINDS:
@@ -310,15 +315,42 @@ class FrameDirWriter:
         return self.directory / f"{self.stem}_{index:06d}.{self.kind}"
 
     def write(
-        self, index: int, depth: np.ndarray, value_range: tuple[float, float] | None = None
+        self, index: int, depth: np.ndarray, value_range: tuple[float, float] | None = None,
+        meta: dict | None = None,
     ) -> Path:
-        """Float depth becomes 16-bit PNG (min-max, or ``value_range``) or float32 .npy;
+        """Float depth becomes 16-bit PNG (min-max, or ``value_range``), float32 .npy or .exr;
         already-rendered uint8/uint16 arrays go into a PNG unchanged."""
+        from .metadata import add_png_text, to_json
+
         path = self.path_for(index)
         depth = np.asarray(depth)
         if self.kind == "npy":
             write_npy(path, depth.astype(np.float32, copy=False))
+        elif self.kind == "exr":
+            from .exr import encode_exr
+
+            write_bytes(path, encode_exr(depth, meta))
         else:
-            write_png(path, to_gray16(depth, value_range) if depth.dtype.kind == "f" else depth)
+            png = encode_png(to_gray16(depth, value_range) if depth.dtype.kind == "f" else depth)
+            write_bytes(path, add_png_text(png, to_json(meta)) if meta is not None else png)
         self.frames_written += 1
         return path
+
+
+def open_video(source: str | Path, *, fps: object = None):  # noqa: ANN201 - one of three readers
+    """The reader for what ``depthcli video`` is given, all with one interface: a file through
+    PyAV (``io.av_video``: exact timestamps, the sound track, more codecs), an image sequence
+    (a folder, ``frame_%05d.png`` or a glob; ``io.sequence``, at ``fps``, default 24) or a
+    stream URL through OpenCV. Raises ``VideoOpenError`` (one line)."""
+    text = str(source)
+    if is_url(text):
+        return VideoReader(text)
+    from .sequence import is_sequence
+
+    if is_sequence(text):
+        from .sequence import SequenceReader
+
+        return SequenceReader(text, fps)
+    from .av_video import AvVideoReader
+
+    return AvVideoReader(text)

@@ -20,11 +20,22 @@ from ..io.inputs import InputItem
 from ..io.writers import OutputError
 from ..runtime.oom import free_device_memory, is_out_of_memory
 
-FORMATS = {"color": "png", "gray": "png", "gray16": "png", "npy": "npy"}  # --format -> file suffix
+FORMATS = {"color": "png", "gray": "png", "gray16": "png", "npy": "npy", "exr": "exr",
+           "ply": "ply"}  # --format -> file suffix
+
+
+class ImageUsageError(ValueError):
+    """Options that cannot work with this model (a usage error: exit 2 in the CLI)."""
 
 
 class ImageJobError(Exception):
-    """One input could not be turned into its output; the message is the one-line reason."""
+    """One input could not be turned into its output; the message is the one-line reason.
+    ``out_of_memory``: the device ran out of memory running it (the CLI's exit 4 when that is
+    the only kind of failure)."""
+
+    def __init__(self, reason: str, *, out_of_memory: bool = False) -> None:
+        super().__init__(reason)
+        self.out_of_memory = out_of_memory
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,25 @@ class ImageOptions:
     invert: bool = False
     side_by_side: bool = False
     max_pixels: int | None = DEFAULT_MAX_PIXELS  # None: no decompression-bomb limit
+    sidecar: bool = False  # --meta: also <stem>_depth.json beside the output
+    focal_px: float | None = None  # ply: --focal
+    fov_deg: float | None = None  # ply: --fov (horizontal)
+    depth_scale: float | None = None  # ply from a relative model: depth = 1 / (scale * d + shift)
+    depth_shift: float = 0.0
+
+
+def check_options(opts: ImageOptions, *, metric: bool) -> None:
+    """Refuse what this model cannot give: a point cloud needs depth, and a relative model's
+    output is inverse depth up to an unknown scale and shift, so only an explicit conversion
+    (``--depth-scale``/``--depth-shift``) makes one."""
+    if opts.fmt == "ply" and not metric and opts.depth_scale is None:
+        raise ImageUsageError(
+            "--format ply needs metric depth: this is a relative model (inverse depth up to an unknown "
+            "scale and shift); use a metric model (e.g. v2-metric-indoor-small) or give --depth-scale "
+            "(and --depth-shift) to convert: depth = 1 / (scale * d + shift)")
+    if metric and (opts.depth_scale is not None or opts.depth_shift):
+        raise ImageUsageError("--depth-scale/--depth-shift convert a relative model's inverse depth; "
+                              "this metric model already gives metres")
 
 
 # ------------------------------------------------------------------------------- where to
@@ -95,15 +125,64 @@ def infer(predictor, prepared):  # noqa: ANN001, ANN201 - Prediction
             raise
         free_device_memory()
         h, w = prepared.input_bchw.shape[-2:]
-        raise ImageJobError(f"out of memory at {w}x{h}; try a smaller --size or --max-side") from e
+        raise ImageJobError(f"out of memory at {w}x{h}; try a smaller --size or --max-side",
+                            out_of_memory=True) from e
 
 
-def render(image_bgr: np.ndarray, depth_hw: np.ndarray, opts: ImageOptions) -> np.ndarray:
-    """The array to write for one image (float32 for npy, uint8/uint16 pictures otherwise)."""
+def infer_batch(predictor, batch: list) -> list:  # noqa: ANN001 - Prepared -> Prediction | ImageJobError
+    """Inputs of one network size in one forward (``--batch``); each result is its Prediction or
+    the ImageJobError of that input. A batch that runs out of memory is retried one by one, so
+    whatever fits alone still runs."""
+    if len(batch) > 1:
+        try:
+            return predictor.infer_batch(batch)
+        except (RuntimeError, MemoryError) as e:
+            if not is_out_of_memory(e):
+                raise
+            free_device_memory()
+    results: list = []
+    for prepared in batch:
+        try:
+            results.append(infer(predictor, prepared))
+        except ImageJobError as e:
+            results.append(e)
+    return results
+
+
+def camera_for(item: InputItem, image_hw: tuple[int, int], opts: ImageOptions):  # noqa: ANN201 - Camera
+    """The pinhole camera of a ``ply`` output: --focal, --fov, the input's EXIF, or the default."""
+    from ..io.intrinsics import exif_focal_px, pinhole_camera
+
+    h, w = image_hw
+    exif = None
+    if opts.focal_px is None and opts.fov_deg is None:
+        exif = exif_focal_px(item.data if item.source is None else item.source, h, w)
+    return pinhole_camera(h, w, focal_px=opts.focal_px, fov_deg=opts.fov_deg, exif_focal=exif)
+
+
+def point_depth(depth_hw: np.ndarray, opts: ImageOptions) -> np.ndarray:
+    """The z of a point cloud: the model's metres, or ``1 / (scale * d + shift)`` for a relative
+    model's inverse depth ``d`` (pixels where that is not finite and positive are dropped)."""
+    if opts.depth_scale is None:
+        return depth_hw
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return (1.0 / (np.float64(opts.depth_scale) * depth_hw + opts.depth_shift)).astype(np.float32)
+
+
+def render(image_bgr: np.ndarray, depth_hw: np.ndarray, opts: ImageOptions, camera=None) -> np.ndarray:  # noqa: ANN001
+    """The array to write for one image: float32 depth for npy/exr, the vertices for ply (with
+    ``camera``, else one from the options alone), uint8/uint16 pictures otherwise."""
     from ..io import render as r
 
-    if opts.fmt == "npy":
+    if opts.fmt in ("npy", "exr"):
         return depth_hw
+    if opts.fmt == "ply":
+        from ..io.intrinsics import pinhole_camera
+        from ..io.ply import point_cloud
+
+        h, w = depth_hw.shape
+        cam = camera or pinhole_camera(h, w, focal_px=opts.focal_px, fov_deg=opts.fov_deg)
+        return point_cloud(point_depth(depth_hw, opts), r.to_bgr8(image_bgr), cam)
     if opts.fmt == "gray16":
         return r.to_gray16(depth_hw, invert=opts.invert)
     picture = r.to_gray8(depth_hw, invert=opts.invert) if opts.fmt == "gray" else r.to_color(
@@ -111,18 +190,59 @@ def render(image_bgr: np.ndarray, depth_hw: np.ndarray, opts: ImageOptions) -> n
     return r.side_by_side(image_bgr, picture) if opts.side_by_side else picture
 
 
-def encode(array: np.ndarray, opts: ImageOptions) -> bytes:
-    """The bytes of the output file, built in memory (so a write is one atomic step anywhere)."""
+def metadata(facts: dict | None, prediction, opts: ImageOptions, *, name: str | None = None,  # noqa: ANN001
+             camera=None) -> dict:  # noqa: ANN001
+    """The JSON object recorded with one image's output: the run's ``facts``
+    (``jobs.metadata.model_facts``), the sizes, and how to read the values back."""
+    from .metadata import value_metadata
+
+    depth_hw, stats = prediction.depth_hw, prediction.stats
+    meta = dict(facts or {})
+    meta.update({"format": opts.fmt, "input": name, "input_hw": list(depth_hw.shape[:2]),
+                 "network_hw": list(stats.processed_hw)})
+    if opts.fmt == "ply":
+        meta["points"] = "one per pixel with finite depth > 0; x right, y down, z forward (OpenCV camera)"
+        meta["z"] = ("model output (metres)" if opts.depth_scale is None else
+                     f"depth = 1 / (scale * d + shift), d the model output; scale = {opts.depth_scale:g}, "
+                     f"shift = {opts.depth_shift:g}")
+        if opts.depth_scale is not None:
+            meta["depth_scale"], meta["depth_shift"] = opts.depth_scale, opts.depth_shift
+        if camera is not None:
+            meta["camera"] = camera.to_dict()
+        meta["unproject"] = "x = (col + 0.5 - cx) * z / fx, y = (row + 0.5 - cy) * z / fy"
+    else:
+        meta.update(value_metadata(depth_hw, opts.fmt, invert=opts.invert, colormap=opts.colormap))
+        if opts.side_by_side:
+            meta["layout"] = "side by side: the input on the left, the depth on the right (same size)"
+    return meta
+
+
+def encode(array: np.ndarray, opts: ImageOptions, meta: dict | None = None) -> bytes:
+    """The bytes of the output file, built in memory (so a write is one atomic step anywhere),
+    ``meta`` embedded: a PNG text chunk, an EXR header attribute, a PLY comment (npy: none)."""
     from ..io import writers
 
     if opts.fmt == "npy":
         buf = io.BytesIO()
         np.save(buf, np.asarray(array), allow_pickle=False)
         return buf.getvalue()
+    if opts.fmt == "exr":
+        from ..io.exr import encode_exr
+
+        return encode_exr(array, meta)
+    if opts.fmt == "ply":
+        from ..io.ply import encode_ply
+
+        return encode_ply(array, meta)
     try:
-        return writers.encode_png(array)
+        png = writers.encode_png(array)
     except OutputError as e:
         raise ImageJobError(str(e)) from e
+    if meta is None:
+        return png
+    from ..io.metadata import add_png_text, to_json
+
+    return add_png_text(png, to_json(meta))
 
 
 def write(data: bytes, dest: Path | None) -> None:
@@ -138,26 +258,72 @@ def write(data: bytes, dest: Path | None) -> None:
         raise ImageJobError(str(e)) from e
 
 
+def write_sidecar(meta: dict, dest: Path) -> None:
+    """``--meta``: the metadata as ``<stem>_depth.json`` beside ``dest``, atomically."""
+    from ..io.metadata import sidecar_bytes, sidecar_path
+
+    write(sidecar_bytes(meta), sidecar_path(dest))
+
+
+def finish(item: InputItem, image_bgr: np.ndarray, prediction, opts: ImageOptions,  # noqa: ANN001
+           facts: dict | None = None) -> tuple[bytes, dict]:
+    """One predicted image's output file (bytes) and its metadata: camera (ply), render, encode.
+    Every door (local batch, cluster actor, server) ends an image with this, then writes."""
+    cam = camera_for(item, image_bgr.shape[:2], opts) if opts.fmt == "ply" else None
+    meta = metadata(facts, prediction, opts, name=item.relative.as_posix() if item.source else "-", camera=cam)
+    return encode(render(image_bgr, prediction.depth_hw, opts, camera=cam), opts, meta), meta
+
+
 # ------------------------------------------------------------------------------- a batch
 def run_images(jobs: Iterable[tuple[InputItem, Path | None]], predictor, opts: ImageOptions, *,  # noqa: ANN001
-               on_done: Callable[..., None], on_failed: Callable[[str, str], None]) -> None:
-    """Every (input, destination), the next input decoded and prepared in a worker thread while
-    the model runs on the current one. ``on_done(stats, dest)`` after each output is written,
-    ``on_failed(label, reason)`` for each input that could not be done (the batch carries on)."""
+               on_done: Callable[..., None], on_failed: Callable[[str, str], None],
+               facts: dict | None = None) -> int:
+    """Every (input, destination), the next inputs decoded and prepared in a worker thread while
+    the model runs on the current ones (``predictor.batch`` of one network size per forward).
+    Returns how many inputs failed for lack of device memory. ``on_done(stats, dest)`` after each output is written,
+    ``on_failed(label, reason)`` for each input that could not be done (the batch carries on).
+    ``facts`` (``jobs.metadata.model_facts``) go into every output's metadata."""
     from ..runtime.pipeline import prefetch_map
+
+    batch_size = max(1, getattr(predictor, "batch", 1))
+    waiting: list[tuple[InputItem, Path | None, np.ndarray, object]] = []  # one network size, < batch_size
+    out_of_memory = 0
 
     def load(job):  # noqa: ANN001, ANN202 - runs in the prefetch thread
         item, _ = job
         image_bgr = decode(item, opts)
         return image_bgr, prepare(predictor, image_bgr, item.label)
 
-    for (item, dest), future in prefetch_map(load, jobs):
+    def flush() -> None:
+        nonlocal out_of_memory
+        results = infer_batch(predictor, [prepared for *_, prepared in waiting])
+        for (item, dest, image_bgr, _), result in zip(waiting, results, strict=True):
+            try:
+                if isinstance(result, ImageJobError):
+                    out_of_memory += result.out_of_memory
+                    raise result
+                data, meta = finish(item, image_bgr, result, opts, facts)
+                write(data, dest)
+                if opts.sidecar and dest is not None:
+                    write_sidecar(meta, dest)
+            except ImageJobError as e:
+                on_failed(item.label, str(e))
+                continue
+            on_done(result.stats, dest)
+        waiting.clear()
+
+    for (item, dest), future in prefetch_map(load, jobs, ahead=max(2, batch_size)):
         try:
             image_bgr, prepared = future.result()
-            prediction = infer(predictor, prepared)
-            write(encode(render(image_bgr, prediction.depth_hw, opts), opts), dest)
         except ImageJobError as e:
             on_failed(item.label, str(e))
             continue
-        on_done(prediction.stats, dest)
+        if waiting and waiting[0][3].input_bchw.shape != prepared.input_bchw.shape:
+            flush()
+        waiting.append((item, dest, image_bgr, prepared))
+        if len(waiting) >= batch_size:
+            flush()
+    if waiting:
+        flush()
+    return out_of_memory
 

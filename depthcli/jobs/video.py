@@ -12,9 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..io import render as r
-from ..io.video import FrameDirWriter, VideoOpenError, VideoReader, VideoWriter
-from ..io.writers import OutputError
+from ..io.av_video import AvVideoWriter, as_rate
+from ..io.metadata import sidecar_bytes
+from ..io.sequence import is_sequence, sequence_output
+from ..io.video import FrameDirWriter, VideoOpenError, open_video
+from ..io.writers import OutputError, write_bytes
 from ..runtime.streaming import stream_depth
 
 
@@ -36,12 +41,74 @@ class VideoOptions:
     invert: bool = False
     side_by_side: bool = False
     normalize: str = "running"  # running | frame
-    frames_fmt: str | None = None  # gray16 | npy: also write every depth frame
+    frames_fmt: str | None = None  # gray16 | npy | exr: also write every depth frame
     no_video: bool = False
     start: str | None = None
     end: str | None = None
     stride: int = 1
     max_frames: int | None = None
+    codec: str = "h264"  # h264 | hevc | mp4v (io.av_video.CODECS)
+    crf: int | None = None  # None: io.av_video.DEFAULT_CRF
+    audio: bool = True  # carry the source's sound over (copied, or re-encoded as AAC)
+    fps: str | None = None  # image sequences only: their frame rate (default 24)
+
+
+class VideoRecord:
+    """What ``<stem>_depth.json`` says about one video's outputs, gathered while it runs: the
+    model facts, the sizes, how the video was coloured (the (min, max) each frame was mapped
+    with: its own, or the running range) and how the ``--frames`` files are normalised."""
+
+    def __init__(self, facts: dict | None, opts: VideoOptions, name: str, fps: float,
+                 input_hw: tuple[int, int]) -> None:
+        self.facts, self.opts, self.name, self.fps, self.input_hw = facts or {}, opts, name, fps, input_hw
+        self.network_hw: list[int] | None = None
+        self.ranges: list[list[float]] = []  # [frame index, min, max] per video frame
+
+    def add_range(self, index: int, depth, value_range: tuple[float, float] | None) -> None:  # noqa: ANN001
+        from .metadata import value_range as own_range
+
+        lo_hi = value_range if value_range is not None else own_range(depth)
+        if lo_hi is not None:
+            self.ranges.append([index, float(np.float32(lo_hi[0])), float(np.float32(lo_hi[1]))])
+
+    def frame_meta(self, index: int, depth) -> dict | None:  # noqa: ANN001
+        """The metadata embedded in one ``--frames`` file (none for npy: the sidecar says it)."""
+        from .metadata import value_metadata
+
+        fmt = self.opts.frames_fmt
+        if fmt == "npy":
+            return None
+        meta = {**self.facts, "format": fmt, "input": self.name, "frame": index, "input_hw": list(self.input_hw),
+                "network_hw": self.network_hw}
+        meta.update(value_metadata(depth, fmt))
+        return meta
+
+    def to_dict(self, video_name: str | None, frames_dir: str | None) -> dict:
+        from .metadata import LEVELS
+
+        opts = self.opts
+        meta = {**self.facts, "format": "video", "input": self.name, "input_hw": list(self.input_hw),
+                "network_hw": self.network_hw, "fps": self.fps, "start": opts.start, "end": opts.end,
+                "stride": opts.stride}
+        if video_name is not None:
+            inv = opts.invert
+            meta["video"] = {
+                "file": video_name, "format": opts.fmt, "fps": self.fps / opts.stride,
+                "colormap": opts.colormap if opts.fmt == "color" else None, "invert": inv,
+                "side_by_side": opts.side_by_side, "normalize": opts.normalize, "levels": LEVELS[opts.fmt],
+                "formula": ("value = max - (max - min) * p / 255" if inv else "value = min + (max - min) * p / 255")
+                + " with the frame's min, max from frame_ranges (8-bit, lossy video: approximate"
+                + ("; values outside the running range are clipped)" if opts.normalize == "running" else ")"),
+                "frame_ranges": {"columns": ["frame", "min", "max"], "rows": self.ranges},
+            }
+        if frames_dir is not None:
+            meta["frames"] = {
+                "folder": frames_dir, "format": opts.frames_fmt,
+                "normalisation": {"gray16": "each PNG its own min..max, recorded in its depthcli text chunk",
+                                  "npy": "none: raw float32 model output",
+                                  "exr": "none: raw float32 model output (channel Z)"}[opts.frames_fmt],
+            }
+        return meta
 
 
 _TIME = re.compile(r"^(?:(\d+):)?(?:(\d+):)?(\d+(?:\.\d*)?)s?$")
@@ -74,7 +141,7 @@ def frame_range(reader, start: int | None, end: int | None, stride: int, max_fra
     for index, frame in reader:
         if end is not None and index >= end:
             return
-        if (index - first) % stride:
+        if index < first or (index - first) % stride:  # index < first: the source could not seek
             continue
         yield index, frame
         taken += 1
@@ -83,7 +150,7 @@ def frame_range(reader, start: int | None, end: int | None, stride: int, max_fra
 
 
 def run_video(path: str, predictor, opts: VideoOptions, *, new_reporter: Callable[[int | None], Any],  # noqa: ANN001
-              error: Callable[[str], None]) -> bool | None:
+              error: Callable[[str], None], facts: dict | None = None) -> bool | None:
     """Depth for one video, written as ``<stem>_depth.mp4`` (and/or frames). True when done, None
     when it could not be opened, False when it broke midway or its output could not be written.
 
@@ -91,6 +158,9 @@ def run_video(path: str, predictor, opts: VideoOptions, *, new_reporter: Callabl
     ``close()``, ``summary.frames``), ``error(line)`` shows one failure line. Raises
     ``VideoInterrupted`` on Ctrl-C (the output so far finalised) and ``VideoUsageError`` for a
     --start/--end that selects nothing sensible.
+
+    ``facts`` (``jobs.metadata.model_facts``) go into ``<stem>_depth.json`` beside the video,
+    with the value range each video frame was coloured with, and into every PNG/EXR frame.
     """
     output, fmt, colormap, invert, side_by_side = opts.output, opts.fmt, opts.colormap, opts.invert, opts.side_by_side
     normalize, frames_fmt, no_video, start, end = opts.normalize, opts.frames_fmt, opts.no_video, opts.start, opts.end
@@ -99,8 +169,11 @@ def run_video(path: str, predictor, opts: VideoOptions, *, new_reporter: Callabl
     src = Path(path)
     out_dir = Path(output) if output else (src.parent if src.exists() else Path.cwd())
     stem = src.stem if src.exists() else re.sub(r"\W+", "_", path).strip("_")[-40:] or "stream"
+    if is_sequence(path):  # a folder, frame_%05d.png or a glob: outputs named after it
+        seq_dir, stem = sequence_output(path)
+        out_dir = Path(output) if output else seq_dir
     try:
-        reader = VideoReader(path)
+        reader = open_video(path, fps=opts.fps)
     except VideoOpenError as e:
         error(f"depthcli: {path}: {e}")
         return None
@@ -127,30 +200,44 @@ def run_video(path: str, predictor, opts: VideoOptions, *, new_reporter: Callabl
     video_path = out_dir / f"{stem}_depth.mp4"
     out_size = (2 * w, h) if side_by_side else (w, h)
     try:
-        writer = None if no_video else VideoWriter(video_path, fps / stride, out_size)
+        # The source's timestamps are passed through (time_of), so with --stride the rate is
+        # divided and the duration, and the sound's sync, are kept.
+        rate = getattr(reader, "rate", None) or as_rate(fps)
+        audio = getattr(reader, "audio", None) if opts.audio else None
+        writer = None if no_video else AvVideoWriter(video_path, rate / stride, out_size, codec=opts.codec,
+                                                     crf=opts.crf, time_base=getattr(reader, "time_base", None),
+                                                     audio=audio)
     except OutputError as e:
         error(f"depthcli: {path}: {e}")
         reader.close()
         return False
     frame_writer = None
     if frames_fmt:
-        kind = "npy" if frames_fmt == "npy" else "png"
+        kind = {"npy": "npy", "exr": "exr"}.get(frames_fmt, "png")
         frame_writer = FrameDirWriter(out_dir / f"{stem}_depth_frames", stem, kind)
+    record = VideoRecord(facts, opts, src.name if src.exists() else path, fps, (h, w))
+    time_of = getattr(reader, "time_of", None)  # each frame's source timestamp (PyAV, sequences)
 
     def sink(index: int, frame, prediction) -> None:  # noqa: ANN001
         depth = prediction.depth_hw
+        record.network_hw = list(prediction.stats.processed_hw)
         if frame_writer is not None:
-            frame_writer.write(index, depth)
+            frame_writer.write(index, depth, meta=record.frame_meta(index, depth))
         if writer is None:
             return
         value_range = running.update(depth) if running is not None else None
+        record.add_range(index, depth, value_range)
         picture = (r.to_gray8(depth, value_range=value_range, invert=invert) if fmt == "gray"
                    else r.to_color(depth, colormap=colormap, value_range=value_range, invert=invert))
-        writer.write(r.side_by_side(frame, picture) if side_by_side else picture)
+        writer.write(r.side_by_side(frame, picture) if side_by_side else picture,
+                     time_of(index) if time_of is not None else None)
 
     reporter.info(f"{path}: {w}x{h}, {fps:.3g} fps, {reader.frame_count or 'unknown'} frames -> "
                   f"{video_path if writer else frame_writer.directory}")
-    interrupted, result, write_error, closed = False, None, None, True
+    notes_shown = len(writer.notes) if writer is not None else 0
+    for note in writer.notes if writer is not None else ():
+        reporter.info(f"depthcli: note: {path}: {note}")
+    interrupted, result, write_error, closed, sidecar_failed = False, None, None, True, False
     try:
         result = stream_depth(frame_range(reader, first, stop_at, stride, max_frames), predictor, sink,
                               on_frame=reporter.done)
@@ -158,6 +245,7 @@ def run_video(path: str, predictor, opts: VideoOptions, *, new_reporter: Callabl
         interrupted = True
     except OutputError as e:
         write_error = e
+        closed = False  # the writer dropped its file: nothing was finalised
     finally:
         try:  # finalise what was written (a playable file), on success, error and interrupt alike
             if writer is not None:
@@ -165,6 +253,15 @@ def run_video(path: str, predictor, opts: VideoOptions, *, new_reporter: Callabl
         except OutputError as e:  # e.g. the disk filled up: the encoder's output is incomplete
             error(f"depthcli: {path}: {e}")
             closed = False
+        for note in writer.notes[notes_shown:] if writer is not None else ():  # e.g. the sound stopped early
+            reporter.info(f"depthcli: note: {path}: {note}")
+        if record.network_hw is not None and closed:  # how the frames were made, once per video
+            try:
+                write_bytes(out_dir / f"{stem}_depth.json", sidecar_bytes(record.to_dict(
+                    video_path.name if writer else None, frame_writer.directory.name if frame_writer else None)))
+            except OutputError as e:
+                error(f"depthcli: {path}: {e}")
+                sidecar_failed = True
     if write_error is not None:
         error(f"depthcli: {path}: {write_error}")
         return False
@@ -173,7 +270,7 @@ def run_video(path: str, predictor, opts: VideoOptions, *, new_reporter: Callabl
         reporter.close()
         kept = f"{video_path if writer else 'frames'} finalised and kept" if closed else "the video was not kept"
         raise VideoInterrupted(f"interrupted after {n} frames; {kept}")
-    if not closed:
+    if not closed or sidecar_failed:
         reporter.close()
         return False
     reporter.close()
