@@ -156,21 +156,27 @@ def image_command(inputs, recursive, list_file, output, fmt, colormap, invert, s
                 from ..jobs.metadata import model_facts
 
                 facts = model_facts(predictor, spec)
-
-                def done(stats, dest) -> None:  # noqa: ANN001
-                    reporter.done(stats, extra=f" -> {dest}" if dest is not None else "")
-
-                def failed(label: str, reason: str) -> None:
-                    print_debug_traceback()
-                    reporter.failed(label, reason)
-
-                out_of_memory = run_images(jobs, predictor, opts, on_done=done, on_failed=failed, facts=facts)
+                out_of_memory = run_images(jobs, predictor, opts, **_report_to(reporter), facts=facts)
     except KeyboardInterrupt:
         reporter.close()
         raise CliError("interrupted; outputs written so far are complete", exit_codes.INTERRUPTED) from None
     reporter.close()
     if reporter.summary.failed:  # 4 when the only failures were the device running out of memory
         sys.exit(exit_codes.DEVICE if reporter.summary.failed == out_of_memory else exit_codes.SOME_FAILED)
+
+
+def _report_to(reporter) -> dict:  # noqa: ANN001
+    """The ``on_done`` / ``on_failed`` callbacks every executor (local, server, cluster) reports
+    each image through: one line (or a bar step) per image, --stats, the summary."""
+
+    def on_done(stats, dest) -> None:  # noqa: ANN001
+        reporter.done(stats, extra=f" -> {dest}" if dest is not None else "")
+
+    def on_failed(label: str, reason: str) -> None:
+        print_debug_traceback()
+        reporter.failed(label, reason)
+
+    return {"on_done": on_done, "on_failed": on_failed}
 
 
 def _notice(spec, predictor, reporter) -> None:  # noqa: ANN001
@@ -213,15 +219,7 @@ def _run_on_server(server: str, token: str | None, opts, jobs, reporter) -> None
             raise click.UsageError(str(e)) from None
         if info.get("metric") and not reporter.quiet:
             reporter.info(f"depthcli: metric model: depth in metres (0..{info.get('max_depth'):g} m)")
-
-        def failed(label: str, reason: str) -> None:
-            print_debug_traceback()
-            reporter.failed(label, reason)
-
-        def done(stats, dest) -> None:  # noqa: ANN001
-            reporter.done(stats, extra=f" -> {dest}" if dest is not None else "")
-
-        run_images_remote(jobs, client, opts, on_done=done, on_failed=failed)
+        run_images_remote(jobs, client, opts, **_report_to(reporter))
     except ServerUnavailable as e:
         done = len(reporter.summary.frames)
         tail = f"; the {done} output{'s' if done != 1 else ''} written before are complete" if done else ""
@@ -244,15 +242,8 @@ def _run_on_ray(address: str, spec, opts, jobs, reporter, **sizes) -> None:  # n
     """The batch on a Ray cluster (depthcli/cluster/ray_images.py): the same jobs and lines."""
     from ..cluster import ClusterFailure, run_images
 
-    def failed(label: str, reason: str) -> None:
-        print_debug_traceback()
-        reporter.failed(label, reason)
-
-    def done(stats, dest) -> None:  # noqa: ANN001
-        reporter.done(stats, extra=f" -> {dest}" if dest is not None else "")
-
     try:
-        run_images(address, jobs, spec, opts, on_done=done, on_failed=failed, **sizes)
+        run_images(address, jobs, spec, opts, **_report_to(reporter), **sizes)
     except ClusterFailure as e:
         if e.kind == "usage":
             raise click.UsageError(str(e)) from None

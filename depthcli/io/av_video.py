@@ -35,7 +35,7 @@ import numpy as np
 from .audio import AudioError, AudioMuxer, AudioTrack, find_audio
 from .render import to_bgr8
 from .video import DEFAULT_FPS, VideoOpenError
-from .writers import OutputError, ensure_parent, temp_path_for
+from .writers import OutputError, commit_video, ensure_parent, temp_path_for
 
 CANNOT_OPEN = "cannot open: not a video, an unsupported codec, or a truncated file"
 NO_FRAME = "no frame could be decoded"
@@ -446,19 +446,8 @@ class AvVideoWriter:
             self._audio.close()
             if self._audio.problem:
                 self.notes.append(self._audio.problem)
-        if self.frames_written == 0:
-            self._remove_tmp()
-            return False
-        problem = problem or self._check_written()
-        if problem:
-            self._remove_tmp()
-            raise OutputError(f"cannot write video {self.final_path}: {problem}")
-        try:
-            os.replace(self._tmp, self.final_path)
-        except OSError as exc:
-            self._remove_tmp()
-            raise OutputError(f"cannot write video {self.final_path}: {exc.strerror or exc}") from None
-        return True
+        return commit_video(self._tmp, self.final_path, self.frames_written,
+                            lambda: problem or self._check_written())
 
     def _check_written(self) -> str | None:
         """Read the file back: every frame's packet must be there (a write error can surface

@@ -25,7 +25,15 @@ import numpy as np
 
 from . import images  # noqa: F401 - importing it silences OpenCV/FFmpeg logging
 from .render import to_bgr8, to_gray16
-from .writers import OutputError, encode_png, ensure_parent, temp_path_for, write_bytes, write_npy
+from .writers import (
+    OutputError,
+    commit_video,
+    encode_png,
+    ensure_parent,
+    temp_path_for,
+    write_bytes,
+    write_npy,
+)
 
 DEFAULT_FPS = 30.0
 # Network sources: give up opening / waiting for a frame after this long instead of hanging.
@@ -237,19 +245,7 @@ class VideoWriter:
             return self.final_path.exists() and self.frames_written > 0
         self._done = True
         self._writer.release()
-        if self.frames_written == 0:
-            self._remove_tmp()
-            return False
-        problem = self._check_written()
-        if problem:
-            self._remove_tmp()
-            raise OutputError(f"cannot write video {self.final_path}: {problem}")
-        try:
-            os.replace(self._tmp, self.final_path)
-        except OSError as exc:
-            self._remove_tmp()
-            raise OutputError(f"cannot write video {self.final_path}: {exc.strerror or exc}") from None
-        return True
+        return commit_video(self._tmp, self.final_path, self.frames_written, self._check_written)
 
     def _check_written(self) -> str | None:
         """OpenCV's writer ignores failed writes (a full disk, a file size limit): read the

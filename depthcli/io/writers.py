@@ -94,6 +94,25 @@ def write_npy(path: str | Path, array: np.ndarray) -> None:
     write_bytes(path, buf.getbuffer())
 
 
+def commit_video(tmp: Path, final: Path, frames_written: int, check_written) -> bool:  # noqa: ANN001
+    """Move a closed temporary video into place, or remove it: nothing when no frame was
+    written (False), an OutputError when ``check_written()`` (reading the file back) names a
+    problem, else the rename (True). Shared by the OpenCV and PyAV writers."""
+    if frames_written == 0:
+        _unlink_quietly(tmp)
+        return False
+    problem = check_written()
+    if problem:
+        _unlink_quietly(tmp)
+        raise OutputError(f"cannot write video {final}: {problem}")
+    try:
+        os.replace(tmp, final)
+    except OSError as exc:
+        _unlink_quietly(tmp)
+        raise OutputError(f"cannot write video {final}: {exc.strerror or exc}") from None
+    return True
+
+
 def write_stdout_bytes(data: bytes) -> bool:
     """Write binary data to stdout; returns False (quietly) if the reader went away, e.g.
     ``depthcli ... -o - | head -c 10``, so the caller can stop producing."""

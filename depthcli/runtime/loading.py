@@ -95,6 +95,7 @@ def build_predictor(spec: PredictorSpec):  # noqa: ANN201 - DepthPredictor (impo
         configure_threads(dev)
         try:
             backend = OpenVinoBackend(net, precision=precision or "fp32", weights_sha256=checkpoint_sha256(path))
+            backend.release_torch_weights()  # this model is ours and OpenVINO holds its own copy
         except (BackendUnavailable, MemoryError):
             raise
         except Exception as e:  # noqa: BLE001 - a conversion failure must not end an `auto` run
