@@ -104,6 +104,7 @@ def build_predictor(spec: PredictorSpec):  # noqa: ANN201 - DepthPredictor (impo
                                       f"{(str(e).strip().splitlines() or [''])[0][:160]})") from e
             notes.append(f"openvino could not run this model ({type(e).__name__}): using the torch backend")
         else:
+            configure_threads(dev, torch_runs_model=False)
             predictor = DepthPredictor(net, size=spec.size, max_side=spec.max_side, backend=backend,
                                        batch=spec.batch or default_batch(dev))
             predictor.notes[:0] = notes
