@@ -266,11 +266,14 @@ def write_sidecar(meta: dict, dest: Path) -> None:
 
 
 def finish(item: InputItem, image_bgr: np.ndarray, prediction, opts: ImageOptions,  # noqa: ANN001
-           facts: dict | None = None) -> tuple[bytes, dict]:
+           facts: dict | None = None, *, name: str | None = None) -> tuple[bytes, dict]:
     """One predicted image's output file (bytes) and its metadata: camera (ply), render, encode.
-    Every door (local batch, cluster actor, server) ends an image with this, then writes."""
+    Every door (local batch, cluster actor, server) ends an image with this, then writes.
+    ``name``: the input's name in the metadata (default: its path below the input folder)."""
     cam = camera_for(item, image_bgr.shape[:2], opts) if opts.fmt == "ply" else None
-    meta = metadata(facts, prediction, opts, name=item.relative.as_posix() if item.source else "-", camera=cam)
+    if name is None:
+        name = item.relative.as_posix() if item.source else "-"
+    meta = metadata(facts, prediction, opts, name=name, camera=cam)
     return encode(render(image_bgr, prediction.depth_hw, opts, camera=cam), opts, meta), meta
 
 

@@ -161,7 +161,7 @@ def create_app(predictor, settings: ServeSettings) -> Starlette:  # noqa: ANN001
         queue_ms = ((started[0] if started else time.perf_counter()) - t_queue) * 1000
 
         def finish() -> tuple[bytes, dict]:  # thread pool: the output file's bytes
-            return output_bytes(item, name, image_bgr, prediction, opts, settings.facts)
+            return image_job.finish(item, image_bgr, prediction, opts, settings.facts, name=name or "-")
 
         try:
             data, meta = await run_in_threadpool(finish)
@@ -461,15 +461,6 @@ def _info(predictor, settings: ServeSettings) -> dict[str, Any]:  # noqa: ANN001
         "load": {"in_flight": c.in_flight, "waiting": c.waiting, "model_runs": c.model_runs,
                  "served": c.served, "rejected_busy": c.rejected_busy, "client_gone": c.client_gone},
     }
-
-
-def output_bytes(item: InputItem, name: str | None, image_bgr, prediction, opts: image_job.ImageOptions,  # noqa: ANN001
-                 facts: dict | None) -> tuple[bytes, dict]:
-    """The output file for one request and its metadata, by the steps ``jobs.image.run_images``
-    takes for a file (camera, metadata, render, encode), so the body is the file the CLI writes."""
-    cam = image_job.camera_for(item, image_bgr.shape[:2], opts) if opts.fmt == "ply" else None
-    meta = image_job.metadata(facts, prediction, opts, name=name or "-", camera=cam)
-    return image_job.encode(image_job.render(image_bgr, prediction.depth_hw, opts, camera=cam), opts, meta), meta
 
 
 def _ascii_json(value: Any) -> str:
