@@ -37,26 +37,15 @@ def depthcli_command() -> list[str]:
     return [sys.executable, "-m", "depthcli"]  # not installed as a script: the module still runs
 
 
-_HF_HOME: str | None = None
+_SESSION_DIRS: dict[str, str] = {}
 
 
-def _hf_home() -> str:
-    global _HF_HOME
-    if _HF_HOME is None:
-        _HF_HOME = tempfile.mkdtemp(prefix="depthcli-cli-hf-")
-        atexit.register(shutil.rmtree, _HF_HOME, ignore_errors=True)
-    return _HF_HOME
-
-
-_XDG_CACHE: str | None = None
-
-
-def _xdg_cache() -> str:
-    global _XDG_CACHE
-    if _XDG_CACHE is None:
-        _XDG_CACHE = tempfile.mkdtemp(prefix="depthcli-cli-cache-")
-        atexit.register(shutil.rmtree, _XDG_CACHE, ignore_errors=True)
-    return _XDG_CACHE
+def _session_dir(prefix: str) -> str:
+    """One throw-away folder per prefix for the whole test session, removed at exit."""
+    if prefix not in _SESSION_DIRS:
+        _SESSION_DIRS[prefix] = tempfile.mkdtemp(prefix=prefix)
+        atexit.register(shutil.rmtree, _SESSION_DIRS[prefix], ignore_errors=True)
+    return _SESSION_DIRS[prefix]
 
 
 def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -64,7 +53,7 @@ def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
     for name in ("DEPTHCLI_MODEL", "DISPLAY", "WAYLAND_DISPLAY", "HF_ENDPOINT", "HF_TOKEN"):
         env.pop(name, None)
-    env.update(HF_HUB_OFFLINE="1", HF_HOME=_hf_home(), PYTHONUNBUFFERED="1")
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=_session_dir("depthcli-cli-hf-"), PYTHONUNBUFFERED="1")
     # The tiny model gains nothing from threads, and on a busy shared machine two spinning
     # OpenMP workers make each forward 10-50x slower (seconds instead of milliseconds).
     env.setdefault("OMP_NUM_THREADS", "1")
@@ -73,7 +62,7 @@ def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     # hundreds of times; tests/test_backends.py runs the commands on it. Conversions of the
     # tests that do use it go to a throw-away cache, never the user's ~/.cache.
     env.setdefault("DEPTHCLI_BACKEND", "torch")
-    env.setdefault("XDG_CACHE_HOME", _xdg_cache())
+    env.setdefault("XDG_CACHE_HOME", _session_dir("depthcli-cli-cache-"))
     if extra:
         env.update(extra)
     return env
