@@ -14,6 +14,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,6 +111,16 @@ def stop_process(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=30)
+
+
+def wait_for_lines(proc: subprocess.Popen, path: Path, count: int, timeout: float = 90) -> None:
+    """Wait (bounded) until ``path`` (a --stats file) holds ``count`` lines or ``proc`` ends:
+    the moment to interrupt a run that is known to be midway."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        if path.exists() and len(path.read_text().splitlines()) >= count:
+            return
+        time.sleep(0.02)
 
 
 def lines(text: str) -> list[str]:

@@ -30,6 +30,7 @@ from cli_helpers import (
     temp_leftovers,
     video_frame,
     video_info,
+    wait_for_lines,
     write_video,
 )
 
@@ -176,11 +177,7 @@ def test_video_interrupted_keeps_a_playable_video(tmp_path: Path, clips: Path, m
     proc = popen_cli("video", clips / "long.mp4", "-o", tmp_path / "out", "--stats", stats, *model_args,
                      stderr_path=err_path)
     try:
-        deadline = time.monotonic() + 90
-        while proc.poll() is None and time.monotonic() < deadline:
-            if stats.exists() and len(stats.read_text().splitlines()) >= 5:
-                break
-            time.sleep(0.02)
+        wait_for_lines(proc, stats, 5)
         assert proc.poll() is None, f"finished before the signal:\n{err_path.read_text()}"
         proc.send_signal(sig)
         code = proc.wait(timeout=60)

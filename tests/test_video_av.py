@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import signal
-import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -15,7 +14,17 @@ import av
 import cv2
 import numpy as np
 import pytest
-from cli_helpers import SIZE_ARG, lines, popen_cli, run_cli, stop_process, temp_leftovers, video_frame, video_info
+from cli_helpers import (
+    SIZE_ARG,
+    lines,
+    popen_cli,
+    run_cli,
+    stop_process,
+    temp_leftovers,
+    video_frame,
+    video_info,
+    wait_for_lines,
+)
 
 FRAMES, FPS, W, H = 24, 25, 96, 64
 SR = 48000  # sample rate of the test tone
@@ -325,11 +334,7 @@ def test_sigint_leaves_a_playable_h264_with_its_sound(tmp_path: Path, model_args
     stats, err_path = tmp_path / "s.jsonl", tmp_path / "stderr.txt"
     proc = popen_cli("video", src, "-o", tmp_path / "out", "--stats", stats, *model_args, stderr_path=err_path)
     try:
-        deadline = time.monotonic() + 90
-        while proc.poll() is None and time.monotonic() < deadline:
-            if stats.exists() and len(stats.read_text().splitlines()) >= 5:
-                break
-            time.sleep(0.02)
+        wait_for_lines(proc, stats, 5)
         assert proc.poll() is None, f"finished before the signal:\n{err_path.read_text()}"
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=60)

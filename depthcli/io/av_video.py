@@ -34,7 +34,7 @@ import numpy as np
 
 from .audio import AudioError, AudioMuxer, AudioTrack, find_audio
 from .render import to_bgr8
-from .video import DEFAULT_FPS, VideoOpenError
+from .video import DEFAULT_FPS, VideoOpenError, decode_error, ended_short
 from .writers import OutputError, commit_video, ensure_parent, temp_path_for
 
 CANNOT_OPEN = "cannot open: not a video, an unsupported codec, or a truncated file"
@@ -190,8 +190,7 @@ class AvVideoReader:
 
     def _mark_broken(self) -> None:
         self.truncated = True
-        listed = f"; it lists {self.frame_count} frames" if self.frame_count else ""
-        self.error = f"decode error (truncated or corrupt file{listed})"
+        self.error = decode_error(self.frame_count)
 
     def _index_for(self, t: Fraction | None) -> int:
         if self._by_time and t is not None and self._t_first is not None:
@@ -228,10 +227,7 @@ class AvVideoReader:
     def _note_end(self) -> None:
         """A decode error was seen, or the file ended short of the frames its container lists
         (beyond 1%: some containers only estimate the count)."""
-        if self.truncated or self.frame_count is None:
-            return
-        missing = self.frame_count - self._next_index
-        if missing > max(1, self.frame_count // 100):
+        if not self.truncated and ended_short(self.frame_count, self._next_index):
             self._mark_broken()
 
     @property

@@ -44,6 +44,18 @@ class VideoOpenError(Exception):
     """A video, stream or camera could not be opened or gave no frame; one-line message."""
 
 
+def ended_short(frame_count: int | None, frames_reached: int) -> bool:
+    """Whether a file that stopped yielding frames after ``frames_reached`` broke midway: its
+    container lists more, beyond 1% (some containers only estimate the count)."""
+    return frame_count is not None and frame_count - frames_reached > max(1, frame_count // 100)
+
+
+def decode_error(frame_count: int | None) -> str:
+    """The reason given for a video that broke midway (the caller says after how many frames)."""
+    listed = f"; it lists {frame_count} frames" if frame_count else ""
+    return f"decode error (truncated or corrupt file{listed})"
+
+
 def is_url(source: str) -> bool:
     """``rtsp://``, ``http://``, ... anything with a scheme is handed to FFmpeg as is."""
     return "://" in source
@@ -143,11 +155,9 @@ class VideoReader:
             self.truncated = True
             self.error = "camera stopped delivering frames"
             return
-        if self.frame_count is not None:
-            missing = self.frame_count - self._next_index
-            if missing > max(1, self.frame_count // 100):
-                self.truncated = True
-                self.error = f"decode error (truncated or corrupt file; it lists {self.frame_count} frames)"
+        if ended_short(self.frame_count, self._next_index):
+            self.truncated = True
+            self.error = decode_error(self.frame_count)
 
     @property
     def position(self) -> int:
