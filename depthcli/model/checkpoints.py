@@ -114,18 +114,26 @@ def _read_directory(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
         config = json.loads(cfg_file.read_text()) if cfg_file.exists() else {}
     except (OSError, ValueError) as e:
         raise CheckpointError(f"{cfg_file}: unreadable config.json ({e})") from e
-    index = path / "model.safetensors.index.json"
+    files = weight_files(path)
+    if files and files[0].name == "pytorch_model.bin":
+        return _load_pickle_safely(files[0]), config
+    state: dict[str, torch.Tensor] = {}
+    for file in files:
+        state.update(_load_safetensors(file)[0])
+    return state, config
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """The weight files depthcli reads from a transformers-layout folder: the shards its
+    ``model.safetensors.index.json`` names (each inside the folder), else ``model.safetensors``,
+    else ``pytorch_model.bin``. What the model is read from, and what its fingerprint hashes."""
+    index = folder / "model.safetensors.index.json"
     if index.exists():
-        state: dict[str, torch.Tensor] = {}
-        for shard in _shard_files(path, index):
-            state.update(_load_safetensors(shard)[0])
-        return state, config
+        return _shard_files(folder, index)
     for name in ("model.safetensors", "pytorch_model.bin"):
-        if (path / name).exists():
-            state = (_load_safetensors(path / name)[0] if name.endswith(".safetensors")
-                     else _load_pickle_safely(path / name))
-            return state, config
-    raise CheckpointError(f"{path}: folder has no model.safetensors or pytorch_model.bin")
+        if (folder / name).exists():
+            return [folder / name]
+    raise CheckpointError(f"{folder}: folder has no model.safetensors or pytorch_model.bin")
 
 
 def _shard_files(folder: Path, index: Path) -> list[Path]:

@@ -9,7 +9,6 @@ long-lived process (server, cluster worker) pays it once per file version.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import threading
 from pathlib import Path
@@ -48,18 +47,16 @@ def checkpoint_files(path: str | Path) -> list[Path]:
     path = Path(path)
     if not path.is_dir():
         return [path]
+    from ..model.checkpoints import CheckpointError, weight_files
+
     files = [path / "config.json"] if (path / "config.json").is_file() else []
     index = path / "model.safetensors.index.json"
     if index.is_file():
-        try:
-            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            shards = []
-        return files + [index] + [path / s for s in shards if (path / s).is_file()]
-    for name in ("model.safetensors", "pytorch_model.bin"):
-        if (path / name).is_file():
-            return files + [path / name]
-    return files
+        files.append(index)
+    try:
+        return files + [f for f in weight_files(path) if f.is_file()]
+    except CheckpointError:  # a folder the loader refuses: nothing more to hash
+        return files
 
 
 def checkpoint_sha256(path: str | Path) -> str:
