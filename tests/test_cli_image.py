@@ -405,3 +405,11 @@ def test_16bit_gray_and_rgba_inputs_as_pictures(tmp_path: Path, model_args: list
     assert np.array_equal(left, cv2.cvtColor(read_png(tmp_path / "gray.png"), cv2.COLOR_GRAY2BGR))
     rgba_left = read_png(tmp_path / "out/rgba_depth.png")[:, :48]
     assert np.array_equal(rgba_left, read_png(tmp_path / "rgba.png")[..., :3])
+
+
+def test_the_cli_offers_exactly_the_job_formats() -> None:
+    """cli.image keeps its own copy of the format names (so --help imports nothing heavy)."""
+    from depthcli.cli.image import FORMATS as cli_formats
+    from depthcli.jobs.image import FORMATS as job_formats
+
+    assert list(cli_formats) == list(job_formats)

@@ -183,7 +183,7 @@ def _notice(spec, predictor, reporter) -> None:  # noqa: ANN001
     """Licence and unit notes, once per run."""
     from ..hub import registry
 
-    note = registry.licence_notice(spec.source) if hasattr(registry, "licence_notice") else None
+    note = registry.licence_notice(spec.source)
     if note:
         click.echo(f"depthcli: note: {note}", err=True)
     if predictor.model.config.metric and not reporter.quiet:
