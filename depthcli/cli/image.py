@@ -8,7 +8,7 @@ import click
 
 from . import exit_codes
 from .errors import CliError, print_debug_traceback
-from .options import load_predictor, model_options, with_handled_errors
+from .options import cluster_error, load_predictor, model_options, require_ray_installed, with_handled_errors
 from .signals import terminate_as_interrupt
 
 FORMATS = ("color", "gray", "gray16", "npy", "exr", "ply")  # jobs.image.FORMATS (not imported: --help stays light)
@@ -227,15 +227,10 @@ def _run_on_server(server: str, token: str | None, opts, jobs, reporter) -> None
 
 
 def _check_ray(server: str | None) -> None:
-    """--ray without Ray installed is a usage error that says how to install it."""
-    from ..cluster import RayUnavailable, require_ray
-
+    """--ray with --server, or without Ray installed, is a usage error."""
     if server is not None:
         raise click.UsageError("--ray and --server are two ways to run elsewhere: give one")
-    try:
-        require_ray()
-    except RayUnavailable as e:
-        raise click.UsageError(str(e)) from None
+    require_ray_installed()
 
 
 def _run_on_ray(address: str, spec, opts, jobs, reporter, **sizes) -> None:  # noqa: ANN001
@@ -245,7 +240,4 @@ def _run_on_ray(address: str, spec, opts, jobs, reporter, **sizes) -> None:  # n
     try:
         run_images(address, jobs, spec, opts, **_report_to(reporter), **sizes)
     except ClusterFailure as e:
-        if e.kind == "usage":
-            raise click.UsageError(str(e)) from None
-        code = {"model": exit_codes.MODEL, "device": exit_codes.DEVICE}.get(e.kind, exit_codes.DEVICE)
-        raise CliError(str(e), code) from None
+        raise cluster_error(e) from None

@@ -82,6 +82,24 @@ def load_predictor(spec):  # noqa: ANN001, ANN201 - PredictorSpec -> DepthPredic
         raise
 
 
+def require_ray_installed() -> None:
+    """--ray without Ray installed is a usage error that says how to install it."""
+    from ..cluster import RayUnavailable, require_ray
+
+    try:
+        require_ray()
+    except RayUnavailable as e:
+        raise click.UsageError(str(e)) from None
+
+
+def cluster_error(exc) -> click.ClickException:  # noqa: ANN001 - cluster.ClusterFailure
+    """A cluster run that cannot go on, as the exit code its ``kind`` means (3 model, 2 usage,
+    4 device or no cluster)."""
+    if exc.kind == "usage":
+        return click.UsageError(str(exc))
+    return CliError(str(exc), {"model": exit_codes.MODEL}.get(exc.kind, exit_codes.DEVICE))
+
+
 def with_handled_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

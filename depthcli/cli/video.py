@@ -8,7 +8,7 @@ import click
 
 from . import exit_codes
 from .errors import CliError
-from .options import load_predictor, model_options, with_handled_errors
+from .options import cluster_error, load_predictor, model_options, require_ray_installed, with_handled_errors
 from .signals import terminate_as_interrupt
 
 
@@ -105,12 +105,7 @@ def video_command(inputs, output, fmt, colormap, invert, side_by_side, normalize
         click.echo(line, err=True)
 
     if ray_address is not None:
-        from ..cluster import RayUnavailable, require_ray
-
-        try:
-            require_ray()
-        except RayUnavailable as e:
-            raise click.UsageError(str(e)) from None
+        require_ray_installed()
     else:
         predictor = load_predictor(spec)
         from ..jobs.metadata import model_facts
@@ -146,5 +141,4 @@ def _run_on_ray(address: str, paths: list[str], spec, opts, **callbacks) -> list
     except VideoUsageError as e:
         raise click.UsageError(str(e)) from None
     except ClusterFailure as e:
-        code = {"model": exit_codes.MODEL, "device": exit_codes.DEVICE}.get(e.kind, exit_codes.DEVICE)
-        raise CliError(str(e), code) from None
+        raise cluster_error(e) from None
