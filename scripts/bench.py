@@ -508,7 +508,8 @@ def machine_header(args: argparse.Namespace, command: str) -> list[str]:
         f"- versions: python {v['python']}, torch {v['torch']}, transformers {v['transformers']}, "
         f"openvino {v['openvino']}, onnxruntime {v['onnxruntime']}, depthcli {v['depthcli']}",
         f"- timing: median of {args.repeats} forwards after {args.warmup} warm-up, each configuration "
-        f"in a fresh process",
+        f"in a fresh process" + (f"; {args.rounds} rounds of each size's configurations in rotated order, "
+                                 f"the median of the rounds reported" if args.rounds > 1 else ""),
         f"- load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
         + (" (busy machine: numbers are noisy)" if load[0] > 0.5 * physical_cores() else ""),
         f"- command: `{command}`",
@@ -689,6 +690,24 @@ class Row:
         return f"{theirs / mine:.2f}" if mine and theirs else "n/a"
 
 
+def merge_rounds(before: dict[str, Any] | None, result: dict[str, Any]) -> dict[str, Any]:
+    """One configuration measured again in a later round (``--rounds``): its time is the median
+    of the rounds' medians, its memory the highest peak. A round that failed fails the cell."""
+    if before is None or "median_ms" not in before or not before.get("ok"):
+        if before is None and result.get("ok") and result.get("median_ms") is not None:
+            return {**result, "rounds_ms": [result["median_ms"]]}
+        return before or result
+    if not result.get("ok"):
+        return {**result, "error": f"round {len(before['rounds_ms']) + 1}: {result['error']}"}
+    rounds_ms = [*before["rounds_ms"], result["median_ms"]]
+    merged = {**before, "rounds_ms": rounds_ms, "median_ms": statistics.median(rounds_ms),
+              "times_ms": [*before["times_ms"], *result["times_ms"]]}
+    for key in ("peak_mib", "above_mib", "loaded_mib", "ru_maxrss_mib"):
+        if key in result and key in before:
+            merged[key] = max(before[key], result[key])
+    return merged
+
+
 Outputs = dict[tuple[str, str], Path]  # (impl, mode) -> saved float32 depth of one (model, size)
 
 
@@ -736,6 +755,7 @@ def benchmark_rows(args: argparse.Namespace, weights: dict[str, Path], peers: bo
             if onnx:  # exported once per (model, size), deleted after the size's last peer ran
                 plan.append((Row(model, (h, w), "export"), Job("export", "export", str(weights[model]), "fp32",
                                                                 "cpu", args.threads, h, w, onnx=onnx)))
+            first = len(plan)
             for precision in args.precisions:
                 row = Row(model, (h, w), precision)
                 rows.append(row)
@@ -747,6 +767,10 @@ def benchmark_rows(args: argparse.Namespace, weights: dict[str, Path], peers: bo
             if peers and "fp32" not in args.precisions:
                 # the error reference is not otherwise measured: one untimed-quality forward
                 add(Row(model, (h, w), "reference"), "transformers", "fp32", 0, 1)
+            group = plan[first:]  # this size's forwards: again in later rounds, each in a new order
+            for r in range(1, args.rounds):
+                shift = r % len(group)
+                plan.extend(group[shift:] + group[:shift])
     last_use = {job.onnx: i for i, (_, job) in enumerate(plan) if job.onnx}
     for i, (row, job) in enumerate(plan, 1):
         t0 = time.perf_counter()
@@ -754,7 +778,7 @@ def benchmark_rows(args: argparse.Namespace, weights: dict[str, Path], peers: bo
             result = {"ok": False, "error": "no ONNX export (it failed above)"}
         else:
             result = run_job(job, args.worker_timeout)
-        row.results[(job.impl, job.mode)] = result
+        row.results[(job.impl, job.mode)] = merge_rounds(row.results.get((job.impl, job.mode)), result)
         if job.kind == "export":
             what = (f"{result['export_s']:.0f} s, {result['bytes'] / MIB:.0f} MiB" if result.get("ok")
                     else result["error"])
@@ -1005,6 +1029,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "20 on CUDA, 2 with --quick)")
     p.add_argument("--warmup", type=int, default=None, help="untimed forwards first (default 2, 5 on CUDA, "
                    "1 with --quick)")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="measure every configuration of a size this many times, each time in a new process "
+                        "and a rotated order, and report the median of the rounds: slow drift of a shared "
+                        "machine then hits depthcli and its peers alike (default 3 on the CPU, 1 with --quick "
+                        "or CUDA)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: physical cores)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--attention", choices=["auto", "sdpa", "chunked"], default="auto",
@@ -1081,6 +1110,7 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     args.precisions = [p for p in args.precisions if p not in args.skipped_precisions]
     args.repeats = args.repeats or (2 if args.quick else 20 if cuda else 5)
     args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 5 if cuda else 2)
+    args.rounds = max(1, args.rounds or (1 if args.quick or cuda else 3))
     args.threads = args.threads or physical_cores()
     args.video_frames = args.video_frames or (20 if args.quick else 60)
     args.webcam_frames = args.webcam_frames or (30 if args.quick else 90)

@@ -145,7 +145,7 @@ def _no_conversion(_model):  # noqa: ANN001, ANN202
 def _reuse_conversion(monkeypatch: pytest.MonkeyPatch, backend: OpenVinoBackend) -> None:
     """Let ``convert`` hand back the graph a session backend already converted from the same
     model: what it would compute, without paying seconds for it again."""
-    monkeypatch.setattr(openvino_backend, "convert", lambda _model: (backend.ov_model.clone(), 0.0))
+    monkeypatch.setattr(openvino_backend, "convert", lambda _model: (backend.graph(), 0.0))
 
 
 def test_cache_hit_does_not_convert(models, backends, ov_cache: ModelCache,  # noqa: ANN001
@@ -155,7 +155,72 @@ def test_cache_hit_does_not_convert(models, backends, ov_cache: ModelCache,  # n
     again = OpenVinoBackend(models["tiny-v2"], precision="fp32", threads=1, cache=ov_cache)
     assert again.notes == []
     x = sample_image(5, 84, 56)
-    assert max_rel_error(_ov_depth(again, x), _ov_depth(backends["tiny-v2"], x)) == 0
+    for _ in range(2):  # the second call: both run a model compiled for exactly this shape
+        mine, theirs = _ov_depth(again, x), _ov_depth(backends["tiny-v2"], x)
+    assert max_rel_error(mine, theirs) == 0
+
+
+def test_compiles_for_the_first_shape_and_switches_as_documented(models, backends, ov_cache: ModelCache,  # noqa: ANN001
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cache hit compiles nothing until an input comes; that input gets a model compiled for
+    its own shape; another size switches to the dynamic model; a size that repeats gets its own
+    again. The graph is not held between compiles: each one reads it back from the cache."""
+    assert backends["tiny-v2"] is not None  # the session fixture converted and stored it
+    monkeypatch.setattr(openvino_backend, "convert", _no_conversion)
+    backend = OpenVinoBackend(models["tiny-v2"], precision="fp32", threads=1, cache=ov_cache)
+    assert backend._current is None
+    reads = []
+    real_read = openvino_backend.read_graph
+    monkeypatch.setattr(openvino_backend, "read_graph", lambda xml: reads.append(xml) or real_read(xml))
+    a, b = sample_image(11, 70, 98), sample_image(12, 56, 84)
+    shapes = []
+    for x in (a, a, b, b, b, a):
+        with torch.inference_mode():
+            expected = models["tiny-v2"](x)
+        assert max_rel_error(_ov_depth(backend, x), expected) <= PARITY_TOL
+        shapes.append(backend._current.shape)
+    assert shapes == [tuple(a.shape), tuple(a.shape), None, tuple(b.shape), tuple(b.shape), None]
+    assert backend._graph is None  # dropped after the first compile
+    assert len(reads) == 3  # the dynamic model, b's own, the dynamic model again
+
+
+def test_a_cache_entry_removed_while_running_is_a_clear_error(models, backends, tmp_path: Path,  # noqa: ANN001
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    cache = ModelCache(tmp_path)
+    key, material = entry_key("4" * 64, models["tiny-v1"])
+    cache.store(key, backends["tiny-v1"].graph(), material)
+    monkeypatch.setattr(openvino_backend, "convert", _no_conversion)
+    backend = OpenVinoBackend(models["tiny-v1"], precision="fp32", threads=1, cache=cache, weights_sha256="4" * 64)
+    _ov_depth(backend, sample_image(13, 70, 70))  # compiled from the graph read at start-up
+    shutil.rmtree(cache.entry(key))
+    from depthcli.model import CheckpointError
+
+    with pytest.raises(CheckpointError, match="removed or changed while depthcli ran"):
+        _ov_depth(backend, sample_image(14, 56, 56))
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc/self/maps (Linux)")
+def test_the_predictor_lets_go_of_the_mapped_checkpoint(tiny_ckpt: str, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """OpenVINO holds its own weights, so the checkpoint file torch mapped is unmapped: on the
+    first use (the converted graph shares torch's memory, so the stored copy is compiled) and on
+    a cache hit (the kept position table gets its own memory: a view would pin the mapping)."""
+    from depthcli.runtime.loading import build_predictor
+    from depthcli.runtime.spec import PredictorSpec
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    image = np.random.default_rng(2).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    for first_use in (True, False):
+        predictor = build_predictor(PredictorSpec(model=tiny_ckpt, device="cpu", backend="openvino", size=70))
+        assert predictor.backend_name == "openvino"
+        assert any("converted" in note for note in predictor.notes) == first_use
+        assert predictor(image).depth_hw.shape == (40, 50)
+        mapped = [line for line in Path("/proc/self/maps").read_text().splitlines()
+                  if line.endswith(str(Path(tiny_ckpt).resolve()))]
+        assert not mapped, (first_use, mapped)
+        del predictor
 
 
 def _corrupt(entry: Path, how: str) -> None:
@@ -179,7 +244,7 @@ def _corrupt(entry: Path, how: str) -> None:
 @pytest.mark.parametrize("how", ["truncated bin", "flipped byte in bin", "garbage xml", "no meta", "empty meta"])
 def test_broken_entry_is_refused_and_removed(how: str, models, backends, tmp_path: Path) -> None:  # noqa: ANN001
     model = models["tiny-v1"]
-    ov_model = backends["tiny-v1"].ov_model
+    ov_model = backends["tiny-v1"].graph()
     cache = ModelCache(tmp_path)
     key, material = entry_key("0" * 64, model)
     entry = cache.store(key, ov_model, material)
@@ -211,7 +276,7 @@ def test_broken_entry_is_rebuilt_by_the_backend(models, backends, tmp_path: Path
 def test_second_store_of_the_same_entry_keeps_the_first(models, backends, tmp_path: Path) -> None:  # noqa: ANN001
     """What the losing process of a conversion race does: its rename fails, the entry stays."""
     model = models["tiny-v1"]
-    ov_model = backends["tiny-v1"].ov_model
+    ov_model = backends["tiny-v1"].graph()
     cache = ModelCache(tmp_path)
     key, material = entry_key("2" * 64, model)
     entry = cache.store(key, ov_model, material)

@@ -4,12 +4,18 @@ Precision is a compile-time choice on the one stored float32 graph: ``f32`` is a
 explicitly (OpenVINO would otherwise run bf16 on CPUs that have it, ~8e-3 off), ``bf16`` where
 the CPU has AVX512-BF16 or AMX.
 
-Shapes: the stored model takes any size. When the same size comes twice in a row (every frame
-of a video or a camera, a folder of same-size photos) it is recompiled for exactly that shape,
-which OpenVINO plans statically: 3-10% faster per frame (measured on vits and vitb, f32 and
-bf16) for one compile (~0.3 s vits, ~0.6 s vitb). Only one compiled model is held at a time,
-because each holds its own copy of the weights (+560 MiB for vitb in f32): the shape-specific
-one replaces the dynamic one, and a different size brings the dynamic one back.
+Shapes: the stored graph takes any size, but a model compiled for exactly one shape is planned
+statically and runs 3-10% faster (measured on vits and vitb, f32 and bf16). So the first input
+gets a model compiled for its own shape (~0.3 s vits, ~0.8 s vitb), which is all a single image,
+a video, a camera or a folder of same-size photos ever needs; a different size switches to the
+dynamic model, and a size that then comes ``STATIC_AFTER`` times in a row gets its own again.
+Only one compiled model is held at a time, because each holds its own copy of the weights.
+
+Memory: the graph itself is not kept once it is compiled. It is read again from its cache entry
+when another shape needs compiling (~0.1 s), and read into memory rather than mapped, so the
+weights the plugin copied into its own layout are freed with the graph (measured on vitb f32:
+steady RSS -135 MiB against a mapped graph, -540 MiB against keeping it). Only a graph that
+could not be cached stays in memory.
 """
 from __future__ import annotations
 
@@ -21,10 +27,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...model import DepthAnything
+from ...model import CheckpointError, DepthAnything
 from ...model.configs import PATCH_SIZE
 from . import precision_name
-from .openvino_cache import ModelCache
+from .openvino_cache import ModelCache, read_graph
 from .openvino_graph import convert, float_cpu_model, position_encoding
 
 OV_PRECISION = {"fp32": "f32", "bf16": "bf16"}
@@ -79,26 +85,32 @@ class OpenVinoBackend:
         self._static_shapes = static_shapes
         self._streak: tuple[tuple[int, ...] | None, int] = (None, 0)  # last shape, times in a row
 
-        self.ov_model, converted_s, where = self._load_or_convert(weights_sha256, cache)
-        t0 = time.perf_counter()
-        self._current = self._compile(None)
-        compile_s = time.perf_counter() - t0
-        # what the plugin will really run (bf16 asked of a CPU without it runs f32)
-        actual = self._current.compiled.get_property("INFERENCE_PRECISION_HINT")
-        self.dtype = TORCH_DTYPE.get(actual.get_type_name() if hasattr(actual, "get_type_name") else str(actual),
-                                     torch.float32)
+        # what the plugin will run: bf16 asked of a CPU without it runs f32
+        actual = "bf16" if precision == "bf16" and cpu_supports_bf16() else "f32"
+        self.dtype = TORCH_DTYPE[actual]
+        self._current: _Compiled | None = None
+        self._graph_xml: Path | None = None  # where the graph is read again for each compile
+        self._graph: Any | None = None  # the graph in memory: until its first compile, or always if not cached
+        converted_s, where = self._load_or_convert(weights_sha256, cache)
         if converted_s is not None:
+            # the first use: compile now, to say in one line what it cost and to find a graph
+            # that does not compile here before the caller relies on it (the CLI's `auto` falls
+            # back to torch); it runs the first input, and a repeated size then gets its own
+            t0 = time.perf_counter()
+            self._current = self._compile(None)
+            compile_s = time.perf_counter() - t0
             self.notes.append(f"openvino {ov_version()}: converted the model in {converted_s:.1f} s"
                               f"{where}, compiled it for the CPU ({precision_name(self.dtype)}, "
                               f"{self.threads} thread{'s' if self.threads != 1 else ''}) in {compile_s:.1f} s")
 
     # ------------------------------------------------------------------------- building
     def _load_or_convert(self, weights_sha256: str | None, cache: ModelCache | None | bool
-                         ) -> tuple[Any, float | None, str]:
-        """(openvino.Model, conversion seconds or None on a cache hit, where it was cached)."""
+                         ) -> tuple[float | None, str]:
+        """Find the graph (``self._graph``, ``self._graph_xml``): (conversion seconds, or None on a
+        cache hit; where it was cached, for the note)."""
         if cache is False:
-            ov_model, seconds = convert(self.model)
-            return ov_model, seconds, " (not cached)"
+            self._graph, seconds = convert(self.model)
+            return seconds, " (not cached)"
         store = cache if isinstance(cache, ModelCache) else ModelCache()
         from ..fingerprint import tensors_sha256
         from .openvino_cache import entry_key
@@ -106,28 +118,53 @@ class OpenVinoBackend:
         if weights_sha256 is None:
             weights_sha256 = tensors_sha256(self.model.state_dict())
         key, material = entry_key(weights_sha256, self.model)
-        ov_model, problem = store.load(key)
-        if ov_model is not None:
-            return ov_model, None, ""
-        ov_model, seconds = convert(self.model)
+        self._graph, problem = store.load(key)
+        if self._graph is not None:
+            self._graph_xml = store.graph_xml(key)
+            return None, ""
+        self._graph, seconds = convert(self.model)
         try:
-            entry = store.store(key, ov_model, material)
+            entry = store.store(key, self._graph, material)
         except OSError as e:
-            return ov_model, seconds, f" (cannot cache it in {store.root}: {e.strerror or e}; converting every run)"
+            return seconds, f" (cannot cache it in {store.root}: {e.strerror or e}; converting every run)"
+        self._graph_xml = store.graph_xml(key)
+        self._graph = None  # converted graphs share the torch tensors' memory: read the stored copy
         rebuilt = f"; the cached copy was broken ({problem}) and was rebuilt" if problem else ""
-        return ov_model, seconds, f" (cached in {_home_relative(entry)}{rebuilt})"
+        return seconds, f" (cached in {_home_relative(entry)}{rebuilt})"
+
+    def graph(self) -> Any:
+        """A fresh copy of the stored float32 ``openvino.Model`` (dynamic shapes), the caller's
+        to reshape or compile."""
+        if self._graph is not None:
+            return self._graph.clone()
+        assert self._graph_xml is not None
+        try:
+            return read_graph(self._graph_xml)
+        except Exception as e:  # noqa: BLE001 - any failure to read it back says the same
+            raise CheckpointError(f"the converted model in {self._graph_xml.parent} was removed or changed "
+                                  f"while depthcli ran ({type(e).__name__}): run again to rebuild it") from e
+
+    def _take_graph(self) -> Any:
+        """The graph for one compile; the in-memory copy is handed over (not kept) when the
+        cache entry can give it again."""
+        if self._graph is None or self._graph_xml is None:
+            return self.graph()
+        graph, self._graph = self._graph, None
+        return graph
 
     def _compile(self, shape: tuple[int, ...] | None) -> _Compiled:
-        """The stored model compiled for any shape (None) or for exactly ``shape``."""
-        if shape is None:
-            return _Compiled(self._core.compile_model(self.ov_model, "CPU", self._config))
+        """The graph compiled for any shape (None) or for exactly ``shape``."""
         import openvino as ov
 
-        fixed = self.ov_model.clone()
-        tokens = 1 + (shape[2] // PATCH_SIZE) * (shape[3] // PATCH_SIZE)
-        fixed.reshape({fixed.inputs[0]: ov.PartialShape(list(shape)),
-                       fixed.inputs[1]: ov.PartialShape([1, tokens, self.model.config.encoder.embed_dim])})
-        return _Compiled(self._core.compile_model(fixed, "CPU", self._config), shape)
+        graph = self._take_graph()
+        if shape is not None:
+            tokens = 1 + (shape[2] // PATCH_SIZE) * (shape[3] // PATCH_SIZE)
+            graph.reshape({graph.inputs[0]: ov.PartialShape(list(shape)),
+                           graph.inputs[1]: ov.PartialShape([1, tokens, self.model.config.encoder.embed_dim])})
+        compiled = self._core.compile_model(graph, "CPU", self._config)
+        del graph  # the plugin holds what it needs
+        _return_freed_memory()
+        return _Compiled(compiled, shape)
 
     def _compiled_for(self, shape: tuple[int, ...]) -> _Compiled:
         """The compiled model to run ``shape`` with (switching models as the docstring says)."""
@@ -135,14 +172,15 @@ class OpenVinoBackend:
         count = count + 1 if shape == last else 1
         self._streak = (shape, count)
         current = self._current
-        if current.shape == shape:
+        if current is not None and current.shape == shape:
             return current
-        if current.shape is None and not (self._static_shapes and count >= STATIC_AFTER):
-            return current
-        wanted = shape if self._static_shapes and count >= STATIC_AFTER else None
-        self._current = None  # type: ignore[assignment] - the old weights go before the new come
-        del current
-        self._current = self._compile(wanted)
+        static = self._static_shapes and (current is None or count >= STATIC_AFTER)
+        if current is not None and current.shape is None and not static:
+            return current  # the dynamic model runs any shape
+        self._current = None
+        del current  # the old weights go before the new come
+        _return_freed_memory()
+        self._current = self._compile(shape if static else None)
         return self._current
 
     # ------------------------------------------------------------------------- running
@@ -177,8 +215,9 @@ class OpenVinoBackend:
         keep = {id(p) for p in self.model.encoder.position_encoding.parameters()}
         with torch.no_grad():
             for param in self.model.parameters():
-                if id(param) not in keep:
-                    param.data = torch.empty(0, dtype=param.dtype)
+                # the kept table gets memory of its own: a checkpoint read by mapping its file
+                # has every tensor in one storage, which any view would keep whole
+                param.data = param.data.clone() if id(param) in keep else torch.empty(0, dtype=param.dtype)
         _return_freed_memory()
 
 

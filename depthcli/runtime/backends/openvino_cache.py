@@ -87,6 +87,17 @@ def entry_key(weights_sha256: str, model: Any) -> tuple[str, dict[str, Any]]:
     return key, material
 
 
+def read_graph(xml: Path) -> Any:
+    """The ``openvino.Model`` stored at ``xml`` (beside its ``.bin``), its weights read into
+    memory rather than mapped: a compiled model keeps a mapped file's pages resident as a whole,
+    while weights in memory that the plugin copied are freed with the graph."""
+    import openvino as ov
+
+    core = ov.Core()
+    core.set_property({"ENABLE_MMAP": False})
+    return core.read_model(str(xml))
+
+
 class ModelCache:
     def __init__(self, root: Path | None = None) -> None:
         self.root = (root or cache_root()) / "openvino"
@@ -94,19 +105,20 @@ class ModelCache:
     def entry(self, key: str) -> Path:
         return self.root / key
 
+    def graph_xml(self, key: str) -> Path:
+        return self.entry(key) / "model.xml"
+
     # ------------------------------------------------------------------------------ read
     def load(self, key: str) -> tuple[Any | None, str | None]:
         """(openvino.Model, None) for a valid entry; (None, why) when it is missing (why None)
         or was broken (why says what, and the entry has been moved aside)."""
-        import openvino as ov
-
         entry = self.entry(key)
         if not entry.exists():
             return None, None
         problem = self._check(entry)
         if problem is None:
             try:
-                return ov.Core().read_model(str(entry / "model.xml")), None
+                return read_graph(self.graph_xml(key)), None
             except Exception as e:  # noqa: BLE001 - any parse failure means a bad entry
                 problem = f"unreadable model ({type(e).__name__})"
         self.discard(key)
