@@ -115,6 +115,9 @@ def test_bf16_runs_and_stays_close(models, ov_cache: ModelCache) -> None:  # noq
     with torch.inference_mode():
         expected = models["tiny-v2"](x)
     assert max_rel_error(_ov_depth(backend, x), expected) < 5e-2
+    # the dtype said before anything was compiled is the one the plugin chose
+    ran = backend._current.compiled.get_property("INFERENCE_PRECISION_HINT")
+    assert openvino_backend.TORCH_DTYPE[getattr(ran, "get_type_name", lambda: str(ran))()] == backend.dtype
 
 
 def test_public_predict_keeps_torch_by_default_and_takes_a_backend(models, backends, ov_cache: ModelCache,  # noqa: ANN001
