@@ -118,6 +118,19 @@ def test_video_side_by_side_gray_frame_normalisation(tmp_path: Path, clips: Path
         assert right.min() < 25 and right.max() > 230, (right.min(), right.max())
 
 
+def test_videos_with_the_same_stem_keep_their_suffix(tmp_path: Path, model_args: list[str]) -> None:
+    """a.mp4 and a.avi into one folder: two depth videos (and sidecars), neither overwritten."""
+    write_video(tmp_path / "in" / "a.mp4", 4, FPS, (W, H))
+    write_video(tmp_path / "in" / "a.avi", 6, FPS, (W, H), fourcc="MJPG")
+    write_video(tmp_path / "in" / "b.mp4", 3, FPS, (W, H))
+    assert_ok(video(tmp_path / "in" / "a.mp4", tmp_path / "in" / "a.avi", tmp_path / "in" / "b.mp4",
+                    "-o", tmp_path / "out", "-q", *model_args))
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir()) == ["a_avi_depth.json", "a_avi_depth.mp4", "a_mp4_depth.json",
+                                                     "a_mp4_depth.mp4", "b_depth.json", "b_depth.mp4"]
+    assert [video_info(out / n).frames for n in ("a_mp4_depth.mp4", "a_avi_depth.mp4", "b_depth.mp4")] == [4, 6, 3]
+
+
 def test_video_stride_halves_frames_and_fps(tmp_path: Path, clips: Path, model_args: list[str]) -> None:
     assert_ok(video(clips / "clip.mp4", "-o", tmp_path, "--stride", "2", "--stats", tmp_path / "s.jsonl",
                     "-q", *model_args))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -89,7 +90,7 @@ def video_command(inputs, output, fmt, colormap, invert, side_by_side, normalize
     if not todo:
         sys.exit(exit_codes.INPUT)
 
-    from ..jobs.video import VideoInterrupted, VideoOptions, VideoUsageError, run_video
+    from ..jobs.video import VideoInterrupted, VideoOptions, VideoUsageError, output_stems, run_video
     from .report import Reporter
 
     opts = VideoOptions(output=output, fmt=fmt, colormap=colormap, invert=invert, side_by_side=side_by_side,
@@ -118,9 +119,11 @@ def video_command(inputs, output, fmt, colormap, invert, side_by_side, normalize
             failed += sum(not ok for ok in statuses)
             unopened += sum(ok is None for ok in statuses)
             todo = []
+        stems = output_stems(todo, output)
         for path in todo:
             try:
-                ok = run_video(path, predictor, opts, new_reporter=new_reporter, error=error, facts=facts)
+                ok = run_video(path, predictor, replace(opts, stem=stems.get(path)), new_reporter=new_reporter,
+                               error=error, facts=facts)
             except VideoUsageError as e:
                 raise click.UsageError(str(e)) from None
             except VideoInterrupted as e:

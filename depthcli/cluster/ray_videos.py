@@ -113,7 +113,7 @@ def run_videos(address: str, paths: list[str], spec, opts, *, new_reporter: Call
     """Every video as its own task (a GPU each when the cluster has them, else a CPU slot);
     results are shown as each video finishes. Returns run_video's status per video, in
     completion order. Raises ``VideoUsageError`` (exit 2) and ``ClusterFailure``."""
-    from ..jobs.video import VideoUsageError
+    from ..jobs.video import VideoUsageError, output_stems
 
     with connected(address):
         import ray
@@ -122,7 +122,8 @@ def run_videos(address: str, paths: list[str], spec, opts, *, new_reporter: Call
         resources = {"num_gpus": 1} if wants_gpus(spec, cluster_shape()) else {}
         task = ray.remote(video_task).options(num_cpus=1, max_retries=TASK_RETRIES, **resources)
         cwd = os.getcwd()
-        pending = {task.remote(p, cwd, spec, opts): p for p in paths}
+        stems = output_stems(paths, opts.output)
+        pending = {task.remote(p, cwd, spec, replace(opts, stem=stems.get(p))): p for p in paths}
         results: list[bool | None] = []
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)

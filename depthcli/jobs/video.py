@@ -7,6 +7,7 @@ with callbacks for what is shown, so the CLI and cluster tasks run the same code
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,18 @@ class VideoOptions:
     crf: int | None = None  # None: io.av_video.DEFAULT_CRF
     audio: bool = True  # carry the source's sound over (copied, or re-encoded as AAC)
     fps: str | None = None  # image sequences only: their frame rate (default 24)
+    stem: str | None = None  # what the outputs are named after (<stem>_depth.mp4); None: the input
+
+
+def output_stems(paths: list[str], output: str | None) -> dict[str, str]:
+    """The names of the videos whose outputs would collide: ``a.mp4`` and ``a.mkv`` going to
+    the same folder are written as ``a_mp4_depth.mp4`` and ``a_mkv_depth.mp4`` (as images do),
+    instead of the second overwriting the first. Every other video keeps its stem (not listed).
+    Image sequences and streams are named by ``run_video`` itself."""
+    files = [p for p in paths if Path(p).suffix and not is_sequence(p)]
+    where = {p: (output or str(Path(p).parent), Path(p).stem) for p in files}
+    counts = Counter(where.values())
+    return {p: f"{Path(p).stem}_{Path(p).suffix.lstrip('.')}" for p in files if counts[where[p]] > 1}
 
 
 class VideoRecord:
@@ -172,6 +185,7 @@ def run_video(path: str, predictor, opts: VideoOptions, *, new_reporter: Callabl
     if is_sequence(path):  # a folder, frame_%05d.png or a glob: outputs named after it
         seq_dir, stem = sequence_output(path)
         out_dir = Path(output) if output else seq_dir
+    stem = opts.stem or stem
     try:
         reader = open_video(path, fps=opts.fps)
     except VideoOpenError as e:
