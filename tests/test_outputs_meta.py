@@ -383,3 +383,33 @@ def test_video_records_its_metadata_once_and_per_frame(tmp_path: Path, tiny_ckpt
         lo, hi = fmeta["min"], fmeta["max"]
         slack = 4 * np.finfo(np.float32).eps * max(abs(lo), abs(hi))
         assert np.abs(lo + (hi - lo) * p / 65535 - depth).max() <= 0.5 * (hi - lo) / 65535 + slack
+
+
+def test_webcam_snapshot_records_its_metadata(tmp_path: Path, tiny_ckpt: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The `s` key's snapshot (driven here without a window): the coloured depth PNG carries the
+    metadata that reads it back, and the raw npy gets its json, as `depthcli image` writes them."""
+    from depthcli.cli.webcam import _Session
+    from depthcli.io.camera import open_source
+    from depthcli.jobs.metadata import model_facts
+    from depthcli.runtime.loading import build_predictor
+    from depthcli.runtime.spec import PredictorSpec
+
+    monkeypatch.setenv("DEPTHCLI_BACKEND", "torch")
+    clip = write_video(tmp_path / "clip.mp4", n=3, size=(W, H))
+    spec = PredictorSpec(model=tiny_ckpt, device="cpu", size=70)
+    predictor = build_predictor(spec)
+    session = _Session(predictor, open_source(source=str(clip)), window=None, colormap="viridis", normalize="frame",
+                       record_path=None, snapshot_dir=tmp_path / "snaps", quiet=True, stats_path=None, live=False,
+                       facts=model_facts(predictor, spec))
+    session.run(max_frames=2)
+    session._snapshot()
+    session.finish()
+    (png,) = (tmp_path / "snaps").glob("*_depth.png")
+    stem = png.name.removesuffix("_depth.png")
+    assert sorted(p.name for p in (tmp_path / "snaps").iterdir()) == sorted(
+        f"{stem}{end}" for end in ("_input.png", "_depth.png", "_depth.npy", "_depth.json"))
+    meta = json.loads(png_text(png.read_bytes())["depthcli"])
+    assert META_FIELDS <= set(meta) and meta["colormap"] == "viridis" and meta["input"] == f"{stem}_input.png"
+    depth = np.load(tmp_path / "snaps" / f"{stem}_depth.npy")
+    assert (meta["min"], meta["max"]) == (float(depth.min()), float(depth.max())) and meta["input_hw"] == [H, W]
+    assert info_json(tmp_path / "snaps" / f"{stem}_depth.npy")["formula"] == "value = pixel"

@@ -35,7 +35,7 @@ def webcam_command(camera, source, no_window, record_path, snapshot_dir, colorma
     """Live depth: input and depth side by side with ms/frame, fps and VRAM.
 
     \b
-    Keys: q/Esc quit, space pause, s snapshot (input, depth PNG, raw npy),
+    Keys: q/Esc quit, space pause, s snapshot (input, depth PNG, raw npy + json),
           c cycle colormaps, r start/stop recording.
     """
     from ..io.camera import open_source
@@ -61,10 +61,13 @@ def webcam_command(camera, source, no_window, record_path, snapshot_dir, colorma
         except VideoOpenError as e:
             raise CliError(f"{what}: {e}", exit_codes.INPUT) from None
         predictor = load_predictor(spec)
+        from ..jobs.metadata import model_facts
+
+        facts = model_facts(predictor, spec)
         live = source is None or is_url(source) or (source.isdigit() and not Path(source).exists())
         session = _Session(predictor, reader, window=window, colormap=colormap, normalize=normalize,
                            record_path=record_path, snapshot_dir=Path(snapshot_dir), quiet=quiet,
-                           stats_path=stats_path, live=live)
+                           stats_path=stats_path, live=live, facts=facts)
         with terminate_as_interrupt():
             try:
                 session.run(max_frames)
@@ -81,7 +84,7 @@ class _Session:
     """The capture -> depth -> display loop with its keys, recording and snapshots."""
 
     def __init__(self, predictor, reader, *, window, colormap, normalize, record_path, snapshot_dir, quiet,  # noqa: ANN001
-                 stats_path, live) -> None:
+                 stats_path, live, facts: dict | None = None) -> None:
         from ..io.render import COLORMAPS, RunningRange
         from .report import Reporter
 
@@ -97,7 +100,8 @@ class _Session:
         self.reporter = Reporter(total=0, unit="frame", quiet=quiet or window is not None, stats_path=stats_path,
                                  bar=False)
         self.paused = False
-        self._last = None  # (frame, depth, view) of the newest result, for snapshots and pause
+        self.facts = facts  # jobs.metadata.model_facts: recorded in every snapshot
+        self._last = None  # (frame, prediction, view) of the newest result, for snapshots and pause
 
     def run(self, max_frames: int | None) -> None:
         from ..runtime.live import LatestFrame
@@ -115,7 +119,7 @@ class _Session:
                 fps_ema = inst if fps_ema is None else 0.9 * fps_ema + 0.1 * inst
                 t_prev = now
                 view = self._render(frame, prediction.depth_hw)
-                self._last = (frame, prediction.depth_hw, view)
+                self._last = (frame, prediction, view)
                 self.reporter.done(prediction.stats)
                 if self.recorder is not None:
                     self.recorder.write(view)
@@ -164,17 +168,28 @@ class _Session:
                 return True
 
     def _snapshot(self) -> None:
+        """The newest frame as ``depthcli_<time>_input.png``, ``_depth.png`` (coloured, with the
+        metadata that reads it back, as ``depthcli image`` writes it) and ``_depth.npy`` (raw)
+        with its ``_depth.json``."""
         from ..io import render as r
-        from ..io.writers import write_npy, write_png
+        from ..io.metadata import sidecar_bytes, sidecar_path
+        from ..io.writers import write_bytes, write_npy, write_png
+        from ..jobs.image import ImageOptions, encode, metadata
 
         if self._last is None:
             return
-        frame, depth, _ = self._last
+        frame, prediction, _ = self._last
         stem = self.snapshot_dir / datetime.now().strftime("depthcli_%Y%m%d_%H%M%S_%f")
+        name = f"{stem.name}_input.png"
         write_png(Path(f"{stem}_input.png"), frame)
-        write_png(Path(f"{stem}_depth.png"), r.to_color(depth, colormap=self.colormap))
-        write_npy(Path(f"{stem}_depth.npy"), depth)
-        click.echo(f"depthcli: snapshot {stem}_{{input,depth}}.png + _depth.npy", err=True)
+        color = ImageOptions(fmt="color", colormap=self.colormap)
+        write_bytes(Path(f"{stem}_depth.png"), encode(r.to_color(prediction.depth_hw, colormap=self.colormap), color,
+                                                      metadata(self.facts, prediction, color, name=name)))
+        npy = Path(f"{stem}_depth.npy")
+        write_npy(npy, prediction.depth_hw)
+        write_bytes(sidecar_path(npy), sidecar_bytes(metadata(self.facts, prediction, ImageOptions(fmt="npy"),
+                                                              name=name)))
+        click.echo(f"depthcli: snapshot {stem}_{{input,depth}}.png + _depth.npy (+ .json)", err=True)
 
     def _toggle_recording(self) -> None:
         from ..io.av_video import CONTAINERS, AvVideoWriter
