@@ -106,8 +106,9 @@ def test_predictor_on_openvino_matches_torch_at_image_resolution(models, backend
         assert got.stats.line().endswith("openvino cpu fp32")
 
 
-def test_bf16_runs_and_stays_close(models, ov_cache: ModelCache) -> None:  # noqa: ANN001
+def test_bf16_runs_and_stays_close(models, backends, ov_cache: ModelCache) -> None:  # noqa: ANN001
     """bf16 is compiled from the same cached graph (no second conversion)."""
+    assert backends["tiny-v2"] is not None  # the session fixture converted and stored it
     backend = OpenVinoBackend(models["tiny-v2"], precision="bf16", threads=1, cache=ov_cache)
     assert not backend.notes  # a cache hit: the f32 graph serves both precisions
     assert backend.dtype == (torch.bfloat16 if cpu_has_bf16() else torch.float32)
