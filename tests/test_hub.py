@@ -183,6 +183,26 @@ def test_models_lists_cache_state_without_network(downloaded: dict, server: HubS
     assert server.requests == []
 
 
+def test_every_command_says_a_non_commercial_licence_once(downloaded: dict, server: HubServer,
+                                                          tmp_path: Path) -> None:
+    """v2-base (CC-BY-NC) from the cache: image, video and webcam each say its licence once."""
+    from cli_helpers import SIZE_ARG, write_image, write_video
+
+    write_image(tmp_path / "a.png")
+    write_image(tmp_path / "b.png", seed=1)
+    clip = write_video(tmp_path / "clip.mp4", n=3)
+    common = ["--model", "v2-base", *SIZE_ARG, "--device", "cpu"]
+    for args in (["image", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "-o", str(tmp_path / "i")],
+                 ["video", str(clip), "-o", str(tmp_path / "v")],
+                 ["webcam", "--source", str(clip), "--no-window", "--max-frames", "2"]):
+        result = run([*args, *common], server, downloaded["hf_home"], HF_HUB_OFFLINE="1", DEPTHCLI_BACKEND="torch")
+        assert result.returncode == 0, result.stderr
+        notes = [line for line in result.stderr.splitlines() if "non-commercial" in line]
+        assert len(notes) == 1 and notes[0].startswith("depthcli: note: v2-base") and "CC-BY-NC-4.0" in notes[0], \
+            (args[0], result.stderr)
+    assert server.requests == []
+
+
 def test_cached_model_needs_no_request_even_offline(downloaded: dict, server: HubServer) -> None:
     again = run(["download", "v2-small"], server, downloaded["hf_home"])
     assert again.returncode == 0, again.stderr

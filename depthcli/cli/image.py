@@ -8,7 +8,14 @@ import click
 
 from . import exit_codes
 from .errors import CliError, print_debug_traceback
-from .options import cluster_error, load_predictor, model_options, require_ray_installed, with_handled_errors
+from .options import (
+    cluster_error,
+    load_predictor,
+    model_options,
+    require_ray_installed,
+    say_licence,
+    with_handled_errors,
+)
 from .signals import terminate_as_interrupt
 
 FORMATS = ("color", "gray", "gray16", "npy", "exr", "ply")  # jobs.image.FORMATS (not imported: --help stays light)
@@ -145,6 +152,7 @@ def image_command(inputs, recursive, list_file, output, fmt, colormap, invert, s
             if jobs and server is not None:
                 _run_on_server(server, token, opts, jobs, reporter)
             elif jobs and ray_address is not None:
+                say_licence(spec)
                 _run_on_ray(ray_address, spec, opts, jobs, reporter, actors=ray_actors, batch_size=ray_batch)
             elif jobs:
                 predictor = load_predictor(spec)
@@ -152,7 +160,7 @@ def image_command(inputs, recursive, list_file, output, fmt, colormap, invert, s
                     check_options(opts, metric=predictor.model.config.metric)
                 except ImageUsageError as e:
                     raise click.UsageError(str(e)) from None
-                _notice(spec, predictor, reporter)
+                _notice(predictor, reporter)
                 from ..jobs.metadata import model_facts
 
                 facts = model_facts(predictor, spec)
@@ -179,13 +187,8 @@ def _report_to(reporter) -> dict:  # noqa: ANN001
     return {"on_done": on_done, "on_failed": on_failed}
 
 
-def _notice(spec, predictor, reporter) -> None:  # noqa: ANN001
-    """Licence and unit notes, once per run."""
-    from ..hub import registry
-
-    note = registry.licence_notice(spec.source)
-    if note:
-        click.echo(f"depthcli: note: {note}", err=True)
+def _notice(predictor, reporter) -> None:  # noqa: ANN001
+    """The unit of a metric model, once per run (``load_predictor`` says the licence)."""
     if predictor.model.config.metric and not reporter.quiet:
         reporter.info(f"depthcli: metric model: depth in metres (0..{predictor.model.config.max_depth:g} m)")
 

@@ -64,6 +64,7 @@ def load_predictor(spec):  # noqa: ANN001, ANN201 - PredictorSpec -> DepthPredic
 
     try:
         predictor = build_predictor(spec)
+        say_licence(spec)
         ctx = click.get_current_context(silent=True)
         if not (ctx and ctx.params.get("quiet")):  # -q: errors only
             for note in predictor.notes:  # backend fallback, --fp16 on a CPU, first-use conversion
@@ -80,6 +81,14 @@ def load_predictor(spec):  # noqa: ANN001, ANN201 - PredictorSpec -> DepthPredic
         if is_out_of_memory(e):
             raise CliError(f"out of memory loading {spec.source} on {spec.device}", exit_codes.DEVICE) from None
         raise
+
+
+def say_licence(spec) -> None:  # noqa: ANN001 - PredictorSpec
+    """The licence of a non-commercial registry model, once per run, wherever the model runs:
+    here (``load_predictor`` says it) or on Ray's workers (the --ray paths call this)."""
+    from ..hub import registry
+
+    registry.print_licence_notice(spec.source)
 
 
 def require_ray_installed() -> None:

@@ -9,7 +9,14 @@ import click
 
 from . import exit_codes
 from .errors import CliError
-from .options import cluster_error, load_predictor, model_options, require_ray_installed, with_handled_errors
+from .options import (
+    cluster_error,
+    load_predictor,
+    model_options,
+    require_ray_installed,
+    say_licence,
+    with_handled_errors,
+)
 from .signals import terminate_as_interrupt
 
 
@@ -107,6 +114,7 @@ def video_command(inputs, output, fmt, colormap, invert, side_by_side, normalize
 
     if ray_address is not None:
         require_ray_installed()
+        say_licence(spec)
     else:
         predictor = load_predictor(spec)
         from ..jobs.metadata import model_facts
