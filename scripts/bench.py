@@ -693,10 +693,11 @@ class Row:
 def merge_rounds(before: dict[str, Any] | None, result: dict[str, Any]) -> dict[str, Any]:
     """One configuration measured again in a later round (``--rounds``): its time is the median
     of the rounds' medians, its memory the highest peak. A round that failed fails the cell."""
-    if before is None or "median_ms" not in before or not before.get("ok"):
-        if before is None and result.get("ok") and result.get("median_ms") is not None:
-            return {**result, "rounds_ms": [result["median_ms"]]}
-        return before or result
+    if before is None:  # the first round (or a job measured once: an export)
+        timed = result.get("ok") and result.get("median_ms") is not None
+        return {**result, "rounds_ms": [result["median_ms"]]} if timed else result
+    if not before.get("ok"):
+        return before
     if not result.get("ok"):
         return {**result, "error": f"round {len(before['rounds_ms']) + 1}: {result['error']}"}
     rounds_ms = [*before["rounds_ms"], result["median_ms"]]
@@ -768,7 +769,7 @@ def benchmark_rows(args: argparse.Namespace, weights: dict[str, Path], peers: bo
                 # the error reference is not otherwise measured: one untimed-quality forward
                 add(Row(model, (h, w), "reference"), "transformers", "fp32", 0, 1)
             group = plan[first:]  # this size's forwards: again in later rounds, each in a new order
-            for r in range(1, args.rounds):
+            for r in range(1, args.rounds if group else 1):
                 shift = r % len(group)
                 plan.extend(group[shift:] + group[:shift])
     last_use = {job.onnx: i for i, (_, job) in enumerate(plan) if job.onnx}

@@ -32,6 +32,13 @@ class InputItem:
     data: bytes | None = field(default=None, repr=False)
 
 
+def suffixed_stem(name: str | Path) -> str:
+    """``a.jpg`` -> ``a_jpg``: what an input's outputs are named after when another input's
+    outputs would take the same name (``a.jpg`` and ``a.png``, ``a.mp4`` and ``a.mkv``)."""
+    path = Path(name)
+    return f"{path.stem}_{path.suffix.lstrip('.')}" if path.suffix else path.stem
+
+
 def is_image_name(name: str) -> bool:
     """By extension, case-insensitively; used only when scanning directories (files named
     explicitly are always tried, whatever their extension)."""

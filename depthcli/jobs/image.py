@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io.images import DEFAULT_MAX_PIXELS, ImageReadError, read_image
-from ..io.inputs import InputItem
+from ..io.inputs import InputItem, suffixed_stem
 from ..io.writers import OutputError
 from ..runtime.oom import free_device_memory, is_out_of_memory
 
@@ -75,7 +75,7 @@ def output_path(item: InputItem, output: str | None, fmt: str, *, keep_suffix: b
     if output == "-" or (output is None and item.source is None):
         return None
     src = Path(item.relative.name)
-    stem = f"{src.stem}_{src.suffix.lstrip('.')}" if keep_suffix and src.suffix else src.stem
+    stem = suffixed_stem(src) if keep_suffix else src.stem
     name = f"{stem}_depth.{FORMATS[fmt]}"
     if output is None:
         return item.source.parent / name

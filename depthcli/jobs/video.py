@@ -17,6 +17,7 @@ import numpy as np
 
 from ..io import render as r
 from ..io.av_video import AvVideoWriter, as_rate
+from ..io.inputs import suffixed_stem
 from ..io.metadata import sidecar_bytes
 from ..io.sequence import is_sequence, sequence_output
 from ..io.video import FrameDirWriter, VideoOpenError, open_video
@@ -63,7 +64,7 @@ def output_stems(paths: list[str], output: str | None) -> dict[str, str]:
     files = [p for p in paths if Path(p).suffix and not is_sequence(p)]
     where = {p: (output or str(Path(p).parent), Path(p).stem) for p in files}
     counts = Counter(where.values())
-    return {p: f"{Path(p).stem}_{Path(p).suffix.lstrip('.')}" for p in files if counts[where[p]] > 1}
+    return {p: suffixed_stem(p) for p in files if counts[where[p]] > 1}
 
 
 class VideoRecord:
