@@ -425,7 +425,7 @@ def worker_main(payload: str) -> int:
 
     torch.set_num_threads(job.threads)
     if job.impl == "depthcli" and job.attention != "auto":
-        from depthcli.model.attention import Attention
+        from depthcli.model.dinov2.attention import Attention
 
         Attention.backend = job.attention  # a class-wide switch, meant for benchmarks and tests
     try:

@@ -16,8 +16,8 @@ from torch import nn
 
 from depthcli import load_model
 from depthcli.model import DepthAnything
-from depthcli.model.attention import Attention
-from depthcli.model.position_encoding import PositionEncoding
+from depthcli.model.dinov2.attention import Attention
+from depthcli.model.dinov2.position_encoding import PositionEncoding
 
 TINY_V1, TINY_V2 = ModelSpec("tiny", 1), ModelSpec("tiny", 2)
 CPU = torch.device("cpu")

@@ -61,7 +61,7 @@ def handle_errors() -> Iterator[None]:
             raise
         if debug_enabled():
             traceback.print_exc()
-        from ..model.checkpoints import CheckpointError  # light: no model built
+        from ..model.errors import CheckpointError  # light: no model built
 
         if isinstance(exc, CheckpointError):
             raise CliError(_one_line(exc), exit_codes.MODEL) from None

@@ -18,7 +18,7 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..model.checkpoints import CheckpointError
+from ..model.errors import CheckpointError
 from .registry import FILES, REVISION, ModelEntry, cached_snapshot, get_entry, licence_notice
 
 __all__ = ["DownloadError", "fetch_model", "licence_notice"]

@@ -28,13 +28,10 @@ from . import checkpoint_keys as keys
 from .archive import ArchiveError, inspect_archive, is_torch_zip
 from .configs import METRIC_MAX_DEPTH, ModelConfig, encoder_for_shapes
 from .depth_anything import DepthAnything
+from .errors import CheckpointError
 
 METADATA_FORMAT = "depthcli"
 MAX_KEYS_SHOWN = 4
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read or does not fit a Depth-Anything model."""
 
 
 @dataclass

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from ..model import attention
+from ..model.dinov2 import attention
 from ..model.configs import PATCH_SIZE, EncoderConfig
 
 ALWAYS_ALLOWED_PIXELS = 1036 * 1036

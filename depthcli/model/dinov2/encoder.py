@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .block import LAYER_NORM_EPS, TransformerBlock
-from .configs import PATCH_SIZE, EncoderConfig
+from ..configs import PATCH_SIZE, EncoderConfig
 from .patch_embed import PatchEmbedding
 from .position_encoding import PositionEncoding
 

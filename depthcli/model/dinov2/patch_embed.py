@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .configs import PATCH_SIZE
+from ..configs import PATCH_SIZE
 
 
 class PatchEmbedding(nn.Module):

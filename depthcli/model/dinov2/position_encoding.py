@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .configs import NATIVE_GRID
+from ..configs import NATIVE_GRID
 
 INTERPOLATE_OFFSET = 0.1
 

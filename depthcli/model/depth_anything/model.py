@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .configs import PATCH_SIZE, ModelConfig
-from .encoder import DinoV2Encoder
+from ..configs import PATCH_SIZE, ModelConfig
+from ..dinov2 import DinoV2Encoder
 from .fusion import Fusion
 from .head import DepthHead
 from .reassemble import Reassemble
