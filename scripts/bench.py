@@ -242,7 +242,7 @@ def _forward_fn(job: Job) -> tuple[Callable[[], Any], dict[str, Any]]:
         predictor = _depthcli_predictor(job)
         info["dtype"] = str(predictor.dtype).removeprefix("torch.")
         info["backend"] = predictor.backend.describe()
-        prepared = Prepared("bench", x.cpu(), (job.height, job.width), 0.0)
+        prepared = Prepared("bench", x.cpu().numpy(), (job.height, job.width), 0.0)
 
         def forward() -> Any:
             # through the predictor, timed as it times itself: the forward alone (staging the

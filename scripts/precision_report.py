@@ -103,9 +103,9 @@ def measure_backend(backend, x: torch.Tensor, warmup: int, repeats: int  # noqa:
     out: list[torch.Tensor] = []
 
     def run() -> float:
-        staged = backend.to_input(x)
+        staged = backend.to_input(x.numpy())
         t0 = time.perf_counter()
-        out[:] = [backend.run(staged)]
+        out[:] = [torch.from_numpy(backend.run(staged)["depth"])]
         return (time.perf_counter() - t0) * 1000
 
     ms = median_ms(run, max(warmup, 2), repeats)  # OpenVINO compiles a size's own model at its 2nd sight
@@ -226,9 +226,9 @@ def main(argv: list[str] | None = None) -> int:
                                f"{'metric ' + str(cfg.max_depth) + ' m' if cfg.metric else 'relative'}")
                 backend = None
                 if backend_name == "openvino":
-                    from depthcli.runtime.backends.openvino_backend import OpenVinoBackend
+                    from depthcli.runtime.backends.openvino_convert import backend_for_model
 
-                    backend = OpenVinoBackend(model, precision=precision, threads=args.threads)
+                    backend = backend_for_model(model, precision=precision, threads=args.threads)
                     for note in backend.notes:
                         print(f"note: {note}", file=sys.stderr)
                 if image is not None:

@@ -157,7 +157,7 @@ def image_command(inputs, recursive, list_file, output, fmt, colormap, invert, s
             elif jobs:
                 predictor = load_predictor(spec)
                 try:
-                    check_options(opts, metric=predictor.model.config.metric)
+                    check_options(opts, metric=predictor.config.metric)
                 except ImageUsageError as e:
                     raise click.UsageError(str(e)) from None
                 _notice(predictor, reporter)
@@ -189,8 +189,8 @@ def _report_to(reporter) -> dict:  # noqa: ANN001
 
 def _notice(predictor, reporter) -> None:  # noqa: ANN001
     """The unit of a metric model, once per run (``load_predictor`` says the licence)."""
-    if predictor.model.config.metric and not reporter.quiet:
-        reporter.info(f"depthcli: metric model: depth in metres (0..{predictor.model.config.max_depth:g} m)")
+    if predictor.config.metric and not reporter.quiet:
+        reporter.info(f"depthcli: metric model: depth in metres (0..{predictor.config.max_depth:g} m)")
 
 
 def _check_server_options(spec, max_pixels) -> None:  # noqa: ANN001

@@ -40,8 +40,9 @@ def model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      show_default=True),
         click.option("--fp16", "precision", flag_value="fp16", help="Half precision (CUDA/MPS)."),
         click.option("--bf16", "precision", flag_value="bf16", help="bfloat16 (CPU with AVX512-BF16/AMX, CUDA)."),
-        click.option("--size", type=click.IntRange(min=14), default=518, show_default=True,
-                     help="Shorter side of the network input, in pixels (rounded to multiples of 14)."),
+        click.option("--size", type=click.IntRange(min=14), default=None,
+                     help="Network input size in pixels (rounded to multiples of 14): the shorter side, "
+                          "default 518; for Depth Anything 3 models the longer side, default 504."),
         click.option("--max-side", type=click.IntRange(min=14), default=None,
                      help="Cap the longer network-input side (thin panoramas otherwise blow up)."),
         click.option("--backend", type=click.Choice(["auto", "torch", "openvino"]), default=None,

@@ -83,14 +83,14 @@ def _serve(sock, *, loopback, host, token, queue_size, max_upload, max_pixels, s
         model=spec.source, token=token, allowed_hosts=LOOPBACK_HOSTS if loopback else None,
         queue=queue_size, max_upload_bytes=max_upload,
         max_pixels=None if max_pixels == 0 else (max_pixels or DEFAULT_MAX_PIXELS),
-        size=spec.size, max_side=spec.max_side, log=None if quiet else _echo, facts=model_facts(predictor, spec))
+        size=predictor.size, max_side=spec.max_side, log=None if quiet else _echo, facts=model_facts(predictor, spec))
     app = create_app(predictor, settings)
     if not loopback:
         _echo(f"depthcli: warning: listening on {host}: reachable from the network; every /v1 request "
               f"needs the token, and the traffic is plain HTTP (put TLS in front for untrusted networks)")
     precision = str(predictor.dtype).removeprefix("torch.")
     backend = getattr(predictor, "backend_name", "torch")
-    _echo(f"depthcli: serving {spec.source} ({backend} {predictor.device} {precision}, --size {spec.size}) "
+    _echo(f"depthcli: serving {spec.source} ({backend} {predictor.device} {precision}, --size {predictor.size}) "
           f"at {url} (API: {url}v1/depth; Ctrl-C stops)")
     if open_browser:
         import urllib.parse

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from .._version import __version__
+from ..model.configs import INVERSE_DEPTH as RELATIVE  # noqa: F401 - the kinds, as outputs record them
+from ..model.configs import METRIC_DEPTH as METRIC  # noqa: F401
 
-RELATIVE = "relative inverse depth"  # larger = nearer, affine-invariant (unknown scale and shift)
-METRIC = "metric depth, metres"
 LEVELS = {"gray16": 65535, "gray": 255, "color": 255}  # the quantised formats' top level
 
 
@@ -23,25 +23,28 @@ def model_facts(predictor, spec) -> dict:  # noqa: ANN001 - DepthPredictor, Pred
     """The run's model and runtime as plain JSON data (the sha256 is memoised per file version)."""
     from ..runtime.fingerprint import checkpoint_sha256
 
-    config = predictor.model.config
+    config = predictor.config
     source = spec.source
     path = _local_path(source)
     facts = {
         "depthcli": __version__,
         "model": Path(source).name if path is not None and path.is_file() else str(source),
         "sha256": checkpoint_sha256(path) if path is not None else None,
-        "version": config.version,
+        "family": config.family,
+        "network": config.describe,
         "encoder": config.encoder.name,
-        "kind": METRIC if config.metric else RELATIVE,
+        "kind": config.traits.kind,
     }
-    if config.metric:
+    if getattr(config, "version", None) is not None:
+        facts["version"] = config.version
+    if config.max_depth is not None:
         facts["max_depth"] = config.max_depth
     dtype = getattr(predictor, "dtype", None)
     facts.update({
         "precision": str(dtype).removeprefix("torch.") if dtype is not None else (spec.precision or "float32"),
         "backend": getattr(predictor, "backend_name", None) or getattr(spec, "backend", None) or "torch",
         "device": str(getattr(predictor, "device", spec.device)),
-        "size": spec.size,
+        "size": getattr(predictor, "size", spec.size),
         "max_side": spec.max_side,
     })
     return facts

@@ -47,7 +47,8 @@ def checkpoint_files(path: str | Path) -> list[Path]:
     path = Path(path)
     if not path.is_dir():
         return [path]
-    from ..model.checkpoints import CheckpointError, weight_files
+    from ..model.checkpoint_files import weight_files
+    from ..model.errors import CheckpointError
 
     files = [path / "config.json"] if (path / "config.json").is_file() else []
     index = path / "model.safetensors.index.json"

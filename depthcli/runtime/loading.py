@@ -1,12 +1,19 @@
-"""Turn a model source (checkpoint path, folder, or registry name) into a ready network."""
+"""Turn a model source (checkpoint path, folder, or registry name) into a ready network or
+predictor.
+
+``build_predictor`` is what every door calls. On the CPU with OpenVINO, a checkpoint whose
+converted model is cached (``known_weights`` remembers its sha256 and config, the cache entry
+holds the graph and its compiled blobs) gives a predictor without importing torch or reading
+the checkpoint: ~0.3 s instead of ~3 s. Everything else (a first use, the torch backend, a GPU)
+loads the model with torch.
+"""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-import torch
-
-from ..model import CheckpointError, DepthAnything, build_model, read_checkpoint
-from .device import pick_device, pick_dtype
+from ..model.errors import CheckpointError
+from .device import device_type, pick_device, pick_dtype
 from .spec import PredictorSpec
 
 
@@ -21,21 +28,25 @@ def resolve_source(source: str | Path) -> Path:
         from ..hub.download import fetch_model
 
         return fetch_model(str(source))
-    from ..model import CheckpointError
-
     raise CheckpointError(f"{source}: no such file, folder or model name "
                           f"(names: {', '.join(registry.MODELS)})")
 
 
-def load_model(source: str | Path, *, version: int | None = None, device: str | torch.device | None = None,
-               dtype: str | torch.dtype | None = None, max_depth: float | None = None) -> DepthAnything:
-    """Load a Depth-Anything model from any supported checkpoint, in eval mode.
+def load_model(source: str | Path, *, version: int | None = None, device: Any = None,
+               dtype: Any = None, max_depth: float | None = None) -> Any:
+    """Load a model of any supported family from any supported checkpoint, in eval mode.
 
-    ``version`` (1 or 2) and ``max_depth`` (metres, metric models) override what the file says.
-    ``device`` defaults to the best available; ``dtype`` to float32 ("fp16"/"bf16" accepted).
+    ``version`` (1 or 2) and ``max_depth`` (metres, V2 metric models) override what the file
+    says. ``device`` defaults to the best available; ``dtype`` to float32 ("fp16"/"bf16" or a
+    torch dtype accepted).
     """
+    import torch
+
+    from ..model import build_model, read_checkpoint
+    from .device import torch_dtype
+
     dev = pick_device(device)
-    dt = pick_dtype(dtype, dev)
+    dt = torch_dtype(pick_dtype(dtype, dev))
     path = resolve_source(source)
     try:
         model = build_model(read_checkpoint(path, version=version, max_depth=max_depth))
@@ -47,29 +58,29 @@ def load_model(source: str | Path, *, version: int | None = None, device: str | 
         if "out of memory" in str(e).lower():
             raise
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-        raise CheckpointError(f"{Path(path).name}: not a usable Depth-Anything checkpoint "
+        raise CheckpointError(f"{Path(path).name}: not a usable checkpoint "
                               f"({type(e).__name__}: {first})") from e
-    model = model.to(device=dev, dtype=dt)
-    if dev.type in ("cpu", "cuda"):
+    model = model.to(device=torch.device(dev), dtype=dt)
+    if device_type(dev) in ("cpu", "cuda"):
         # the DPT head is convolutions on large maps: channels-last kernels run them 10-30% faster
         # (the same values to float rounding)
         model = model.to(memory_format=torch.channels_last)
     return model.eval()
 
 
-
 class DeviceError(ValueError):
     """The requested device or precision is not available (exit code 4 in the CLI)."""
 
 
-def build_predictor(spec: PredictorSpec):  # noqa: ANN201 - DepthPredictor (imported lazily: no cycle)
+def build_predictor(spec: PredictorSpec):  # noqa: ANN201 - DepthPredictor
     """Load the model the spec names and wrap it in a predictor on the chosen backend, threads
     configured. One-line messages for the user (backend fallback, --fp16 on a CPU, first-use
     conversion) are in ``predictor.notes``.
 
     Raises ``DeviceError`` (device/precision unavailable), ``BackendUnavailable`` (a usage error:
-    unknown backend, openvino asked for but not installed), ``CheckpointError`` (bad or missing
-    model) or MemoryError / an out-of-memory RuntimeError; callers map them to their own errors.
+    unknown backend, openvino asked for but not installed or on a GPU), ``CheckpointError`` (bad
+    or missing model) or MemoryError / an out-of-memory RuntimeError; callers map them to their
+    own errors.
     """
     from .backends import BackendUnavailable, choose_backend, requested_backend
     from .device import resolve_precision
@@ -77,25 +88,36 @@ def build_predictor(spec: PredictorSpec):  # noqa: ANN201 - DepthPredictor (impo
     from .threads import configure_threads
 
     requested = requested_backend(spec.backend)
+    if requested == "openvino" and spec.device in ("cuda", "mps"):  # a usage error on every machine
+        raise BackendUnavailable(f"--backend openvino runs on the CPU, not {spec.device}; "
+                                 f"use --device cpu or --backend torch")
     try:
         # --backend openvino means the CPU: with --device auto it is not an error on a GPU box
         dev = pick_device("cpu" if requested == "openvino" and spec.device == "auto" else spec.device)
         precision, precision_note = resolve_precision(spec.precision, dev)
-        dt = pick_dtype(precision, dev)
+        dtype = pick_dtype(precision, dev)
     except ValueError as e:
         raise DeviceError(str(e)) from None
-    name, backend_note = choose_backend(requested, dev, device_was_explicit=spec.device != "auto")
+    name, backend_note = choose_backend(requested, device_type(dev), device_was_explicit=spec.device != "auto")
     notes = [n for n in (precision_note, backend_note) if n]
     path = resolve_source(spec.source)
+    options = {"model_version": spec.model_version}
+    sizes = {"size": spec.size, "max_side": spec.max_side, "batch": spec.batch or default_batch(dev)}
     if name == "openvino":
-        from .backends.openvino_backend import OpenVinoBackend
+        predictor = _cached_openvino(path, options, precision or "fp32", sizes)
+        if predictor is not None:
+            configure_threads(dev, torch_runs_model=False)
+            predictor.notes[:0] = notes
+            return predictor
+        from .backends.openvino_convert import backend_for_model
         from .fingerprint import checkpoint_sha256
+        from .known_weights import remember
 
-        net = load_model(path, version=spec.model_version, device=dev, dtype=torch.float32)
+        net = load_model(path, version=spec.model_version, device="cpu", dtype="fp32")
         configure_threads(dev)
         try:
-            backend = OpenVinoBackend(net, precision=precision or "fp32", weights_sha256=checkpoint_sha256(path))
-            backend.release_torch_weights()  # this model is ours and OpenVINO holds its own copy
+            sha256 = checkpoint_sha256(path)
+            backend = backend_for_model(net, precision=precision or "fp32", weights_sha256=sha256)
         except (BackendUnavailable, MemoryError):
             raise
         except Exception as e:  # noqa: BLE001 - a conversion failure must not end an `auto` run
@@ -104,19 +126,44 @@ def build_predictor(spec: PredictorSpec):  # noqa: ANN201 - DepthPredictor (impo
                                       f"{(str(e).strip().splitlines() or [''])[0][:160]})") from e
             notes.append(f"openvino could not run this model ({type(e).__name__}): using the torch backend")
         else:
+            remember(path, options, sha256, net.config.to_dict())
+            config = net.config
+            del net  # OpenVINO holds its own copy of the weights: the torch one (maybe a mapped file) goes,
+            import gc  # with the reference cycles the conversion's module copies leave
+
+            gc.collect()
             configure_threads(dev, torch_runs_model=False)
-            predictor = DepthPredictor(net, size=spec.size, max_side=spec.max_side, backend=backend,
-                                       batch=spec.batch or default_batch(dev))
+            predictor = DepthPredictor(config=config, backend=backend, **sizes)
             predictor.notes[:0] = notes
             return predictor
-    net = load_model(path, version=spec.model_version, device=dev, dtype=dt)
+    net = load_model(path, version=spec.model_version, device=dev, dtype=dtype)
     configure_threads(dev)
-    predictor = DepthPredictor(net, size=spec.size, max_side=spec.max_side, batch=spec.batch or default_batch(dev))
+    predictor = DepthPredictor(net, **sizes)
     predictor.notes[:0] = notes
     return predictor
 
 
-def default_batch(device: torch.device) -> int:
+def _cached_openvino(path: Path, options: dict[str, Any], precision: str, sizes: dict[str, Any]):  # noqa: ANN202
+    """A predictor over the cached converted model of ``path``, built without torch and without
+    reading the checkpoint (``known_weights``); None when there is none to use."""
+    from ..model.families import config_from_dict
+    from .backends.openvino_backend import OpenVinoBackend
+    from .backends.openvino_cache import ModelCache, entry_key
+    from .known_weights import recall
+    from .predictor import DepthPredictor
+
+    known = recall(path, options)
+    if known is None:
+        return None
+    key, _ = entry_key(known.sha256, known.config)
+    entry, _ = ModelCache().find(key)
+    if entry is None:
+        return None
+    backend = OpenVinoBackend.from_entry(entry, precision=precision)
+    return DepthPredictor(config=config_from_dict(known.config), backend=backend, **sizes)
+
+
+def default_batch(device: str) -> int:
     """Inputs per forward when --batch is not given: 4 on a GPU (keeps it busy between frames at
     a few hundred MiB more), 1 on the CPU, where a bigger batch only adds latency."""
-    return 4 if device.type == "cuda" else 1
+    return 4 if device_type(device) == "cuda" else 1

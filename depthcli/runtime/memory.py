@@ -32,9 +32,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
-
-from ..model.dinov2 import attention
 from ..model.configs import PATCH_SIZE, EncoderConfig
 
 ALWAYS_ALLOWED_PIXELS = 1036 * 1036
@@ -43,19 +40,22 @@ HEAD_FEATURE_FACTOR = 2.5  # activations per pixel and fusion channel
 HEAD_EXTRA = 96  # activations per pixel on top (the 32-channel head convolution, ReLU, output)
 PREPROCESS_BYTES_PER_PIXEL = 96
 ENV_SWITCH = "DEPTHCLI_MEMORY_CHECK"
+CHUNK_QUERIES = 256  # model/dinov2/attention.CHUNK_QUERIES (not imported: it needs torch)
+ELEMENT_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 
 class InsufficientMemoryError(MemoryError):
     """The forward pass for this input would not fit; one-line message with the numbers."""
 
 
-def forward_bytes(h: int, w: int, encoder: EncoderConfig, dtype: torch.dtype, device: torch.device) -> int:
-    """Estimated peak activation memory of one forward pass on an H x W network input."""
-    e = torch.empty((), dtype=dtype).element_size()
+def forward_bytes(h: int, w: int, encoder: EncoderConfig, dtype: str, device: str) -> int:
+    """Estimated peak activation memory of one forward pass on an H x W network input
+    (``dtype`` "float32"/"bfloat16"/"float16", ``device`` "cpu"/"cuda:0"/...)."""
+    e = ELEMENT_BYTES.get(str(dtype).removeprefix("torch."), 4)
     tokens = (h // PATCH_SIZE) * (w // PATCH_SIZE) + 1
     enc = ENCODER_FACTOR * tokens * encoder.embed_dim
-    if device.type == "cpu" and e == 2:  # the query-chunked attention kernel (see model/attention.py)
-        enc += 2 * encoder.num_heads * getattr(attention, "CHUNK_QUERIES", 256) * tokens
+    if str(device).startswith("cpu") and e == 2:  # the query-chunked attention kernel (model/dinov2/attention.py)
+        enc += 2 * encoder.num_heads * CHUNK_QUERIES * tokens
     head = (HEAD_FEATURE_FACTOR * encoder.features + HEAD_EXTRA) * h * w
     return int((enc + head) * e)
 
@@ -78,21 +78,23 @@ def host_available_bytes() -> int | None:
     return free
 
 
-def device_available_bytes(device: torch.device) -> int | None:
-    if device.type == "cuda":
+def device_available_bytes(device: str) -> int | None:
+    if str(device).startswith("cuda"):
+        import torch
+
         try:
-            return int(torch.cuda.mem_get_info(device)[0])
+            return int(torch.cuda.mem_get_info(torch.device(device))[0])
         except (RuntimeError, AssertionError):
             return None
     return None  # MPS shares host memory: the host figure applies
 
 
-def check_fits(h: int, w: int, encoder: EncoderConfig, dtype: torch.dtype, device: torch.device) -> None:
+def check_fits(h: int, w: int, encoder: EncoderConfig, dtype: str, device: str) -> None:
     """Raise ``InsufficientMemoryError`` when an H x W network input clearly cannot fit."""
     if h * w <= ALWAYS_ALLOWED_PIXELS or os.environ.get(ENV_SWITCH, "1") == "0":
         return
     forward, pre = forward_bytes(h, w, encoder, dtype, device), preprocess_bytes(h, w)
-    if device.type == "cuda":
+    if str(device).startswith("cuda"):
         checks = [(forward, device_available_bytes(device), f"{device} memory"), (pre, host_available_bytes(), "RAM")]
     else:
         checks = [(forward + pre, host_available_bytes(), "RAM")]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-DEFAULT_SIZE = 518  # the originals' network input (shorter side)
+DEFAULT_SIZE = 518  # V1/V2/VDA's network input (shorter side); DA3's is 504 (its longer side)
 DEFAULT_MODEL_ENV = "DEPTHCLI_MODEL"
 
 
@@ -19,7 +19,7 @@ class PredictorSpec:
     model_version: int | None = None
     device: str = "auto"
     precision: str | None = None  # None (fp32), "fp16" or "bf16"
-    size: int = DEFAULT_SIZE
+    size: int | None = None  # network input size; None: the family's own (518, or 504 for DA3)
     max_side: int | None = None
     backend: str | None = None  # "auto", "torch" or "openvino"; None: $DEPTHCLI_BACKEND, else auto
     batch: int | None = None  # inputs of one network size per forward; None: 4 on CUDA, 1 on the CPU

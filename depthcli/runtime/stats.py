@@ -6,10 +6,7 @@ import resource
 import statistics
 import sys
 from dataclasses import asdict, dataclass, field
-from typing import IO, TYPE_CHECKING
-
-if TYPE_CHECKING:  # torch only where CUDA memory is asked: `depthcli image --server` never imports it
-    import torch
+from typing import IO
 
 
 @dataclass
@@ -49,18 +46,19 @@ def peak_rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
-def reset_peak_memory(device: torch.device) -> None:
-    if device.type == "cuda":
+def reset_peak_memory(device: str) -> None:
+    """``device``: "cpu", "cuda:0", ... (torch is imported only for CUDA)."""
+    if str(device).startswith("cuda"):
         import torch
 
-        torch.cuda.reset_peak_memory_stats(device)
+        torch.cuda.reset_peak_memory_stats(torch.device(device))
 
 
-def peak_memory(device: torch.device) -> tuple[float, str]:
-    if device.type == "cuda":
+def peak_memory(device: str) -> tuple[float, str]:
+    if str(device).startswith("cuda"):
         import torch
 
-        return torch.cuda.max_memory_allocated(device) / 2**20, "vram"
+        return torch.cuda.max_memory_allocated(torch.device(device)) / 2**20, "vram"
     return peak_rss_mb(), "rss"
 
 

@@ -8,9 +8,8 @@ at every frame. One OpenCV thread per call keeps them to the spare cycles.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
-
-import torch
 
 
 def usable_cpus() -> set[int]:
@@ -43,7 +42,7 @@ def inference_threads() -> int:
     return physical_cores()
 
 
-def configure_threads(device: torch.device, *, torch_runs_model: bool = True) -> None:
+def configure_threads(device: str, *, torch_runs_model: bool = True) -> None:
     """Set torch and OpenCV thread counts for a run on ``device`` (environment settings such as
     OMP_NUM_THREADS, when given, win).
 
@@ -53,8 +52,10 @@ def configure_threads(device: torch.device, *, torch_runs_model: bool = True) ->
     """
     import cv2
 
-    if device.type == "cpu" and not torch_runs_model:
+    on_cpu = str(device).startswith("cpu")
+    torch = sys.modules.get("torch")  # set only when loaded: a cached OpenVINO model never imports it
+    if torch is not None and on_cpu and not torch_runs_model:
         torch.set_num_threads(1)
-    elif device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+    elif torch is not None and on_cpu and "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(physical_cores())
-    cv2.setNumThreads(1 if device.type == "cpu" else max(1, len(usable_cpus()) // 2))
+    cv2.setNumThreads(1 if on_cpu else max(1, len(usable_cpus()) // 2))

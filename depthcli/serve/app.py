@@ -104,7 +104,7 @@ def create_app(predictor, settings: ServeSettings) -> Starlette:  # noqa: ANN001
         t0 = time.perf_counter()
         try:
             opts = parse_options(request.query_params.multi_items(), settings.max_pixels,
-                                 metric=predictor.model.config.metric)
+                                 metric=predictor.config.metric)
         except ApiError as e:
             return error_response(e.status, str(e), e.headers)
         if not admission.try_enter():
@@ -179,7 +179,7 @@ def create_app(predictor, settings: ServeSettings) -> Starlette:  # noqa: ANN001
             "X-Depthcli-Input-HW": "{},{}".format(*stats.input_hw),
             "X-Depthcli-Network-HW": "{},{}".format(*stats.processed_hw),
             "X-Depthcli-Stats": json.dumps(json.loads(stats.to_json()), ensure_ascii=True, separators=(",", ":")),
-            "X-Depthcli-Unit": "m" if predictor.model.config.metric else "relative inverse depth",
+            "X-Depthcli-Unit": _unit(predictor.config),
         }
         try:
             headers["X-Depthcli-Metadata"] = _ascii_json(meta)
@@ -437,17 +437,20 @@ def _output_name(label: str, suffix: str) -> str:
 def _info(predictor, settings: ServeSettings) -> dict[str, Any]:  # noqa: ANN001
     from ..io.render import COLORMAPS
 
-    config = predictor.model.config
+    config = predictor.config
     c = settings.counters
     return {
         "api": API_VERSION,
         "depthcli": __version__,
         "model": settings.model,
-        "model_version": config.version,
+        "family": config.family,
+        "network": config.describe,
+        "model_version": getattr(config, "version", None),
         "encoder": config.encoder.name,
         "metric": config.metric,
         "max_depth": config.max_depth,
-        "unit": "m" if config.metric else "relative inverse depth",
+        "kind": config.traits.kind,
+        "unit": _unit(config),
         "backend": getattr(predictor, "backend_name", "torch"),
         "device": str(predictor.device),
         "precision": str(predictor.dtype).removeprefix("torch."),
@@ -461,6 +464,11 @@ def _info(predictor, settings: ServeSettings) -> dict[str, Any]:  # noqa: ANN001
         "load": {"in_flight": c.in_flight, "waiting": c.waiting, "model_runs": c.model_runs,
                  "served": c.served, "rejected_busy": c.rejected_busy, "client_gone": c.client_gone},
     }
+
+
+def _unit(config: Any) -> str:
+    """``m`` for metres, else what the relative values are (inverse depth, or depth for DA3)."""
+    return "m" if config.metric else config.traits.kind
 
 
 def _ascii_json(value: Any) -> str:

@@ -1,27 +1,28 @@
-"""Inference backends: what runs the network between preprocessing and the upsample back.
+"""Inference backends: what runs the network between preprocessing and the postprocessing.
 
 - ``torch``: depthcli's own PyTorch model, the reference. Every device (CPU, CUDA, MPS), every
   precision.
 - ``openvino``: the same model converted once with ``openvino.convert_model`` (cached on disk,
-  see ``openvino_cache.py``) and compiled for the CPU. 1.1-2.2x faster than torch on the CPU in
-  float32 with the same results (max relative error ~1e-6), and the fastest bf16 on CPUs with
-  AVX512-BF16/AMX.
+  see ``openvino_cache.py``) and compiled for the CPU. Faster than torch on the CPU with the
+  same results (max relative error ~1e-6 in float32), and the fastest bf16 on CPUs with
+  AVX512-BF16/AMX. A converted model runs without importing torch at all.
 
 Both have the same small interface (``Backend``), so the predictor, pipelining, video and
 webcam code does not care which one runs. ``choose_backend`` turns ``--backend auto|torch|
 openvino`` (or ``$DEPTHCLI_BACKEND``) and the device into a name: ``auto`` is OpenVINO on the
 CPU whenever it can be imported, torch otherwise and always on CUDA/MPS.
+
+No torch here: this module is on the cached-model path.
 """
 from __future__ import annotations
 
 import os
 from typing import Any, Protocol
 
-import torch
-
 BACKEND_ENV = "DEPTHCLI_BACKEND"
 CHOICES = ("auto", "torch", "openvino")
 INSTALL_HINT = "pip install openvino"
+PRECISION_NAMES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
 
 
 class BackendUnavailable(ValueError):
@@ -31,16 +32,17 @@ class BackendUnavailable(ValueError):
 
 class Backend(Protocol):
     name: str  # "torch" or "openvino"
-    device: torch.device  # where the depth it returns lives
-    dtype: torch.dtype  # the precision the network computes in
+    device: str  # where it runs: "cpu", "cuda:0", "mps"
+    dtype: str  # the precision the network computes in: "float32", "bfloat16", "float16"
     notes: list[str]  # one-line messages for the user (conversion time, ...), said once
 
-    def to_input(self, input_bchw: torch.Tensor) -> Any:
-        """The normalised float32 (B, 3, H, W) CPU batch, staged for ``run`` (moved to the
+    def to_input(self, input_bchw: Any) -> Any:
+        """The normalised float32 (B, 3, H, W) NumPy batch, staged for ``run`` (moved to the
         device / cast; synchronised, so the time it takes is not counted as the forward's)."""
 
-    def run(self, staged: Any) -> torch.Tensor:
-        """The network's (B, H, W) depth at the network resolution, finished (synchronised)."""
+    def run(self, staged: Any) -> dict[str, Any]:
+        """The network's outputs by name (``Traits.outputs``), each (B, H, W) at the network
+        resolution, finished (synchronised): NumPy float32 on the CPU, device tensors on a GPU."""
 
     def describe(self) -> str:
         """e.g. ``openvino cpu bf16``: what the per-image line and the summary name."""
@@ -66,9 +68,10 @@ def openvino_import_error() -> str | None:
     return None
 
 
-def choose_backend(requested: str | None, device: torch.device, *, device_was_explicit: bool = True
+def choose_backend(requested: str | None, device_type: str, *, device_was_explicit: bool = True
                    ) -> tuple[str, str | None]:
-    """(backend name, a one-line note or None) for ``--backend requested`` on ``device``.
+    """(backend name, a one-line note or None) for ``--backend requested`` on a device of
+    ``device_type`` ("cpu", "cuda", "mps").
 
     ``auto``: OpenVINO on the CPU when importable (else torch, with a note saying how to get the
     fast path); torch on CUDA/MPS. ``openvino`` explicitly: an error when it is not installed, or
@@ -78,15 +81,15 @@ def choose_backend(requested: str | None, device: torch.device, *, device_was_ex
     if name == "torch":
         return "torch", None
     if name == "auto":
-        if device.type != "cpu":
+        if device_type != "cpu":
             return "torch", None
         reason = openvino_import_error()
         if reason is None:
             return "openvino", None
         return "torch", (f"openvino is not available ({reason}): running the slower torch backend "
                          f"on the CPU ({INSTALL_HINT} for the fast path)")
-    if device.type != "cpu" and device_was_explicit:
-        raise BackendUnavailable(f"--backend openvino runs on the CPU, not {device.type}; "
+    if device_type != "cpu" and device_was_explicit:
+        raise BackendUnavailable(f"--backend openvino runs on the CPU, not {device_type}; "
                                  f"use --device cpu or --backend torch")
     reason = openvino_import_error()
     if reason is not None:
@@ -95,6 +98,7 @@ def choose_backend(requested: str | None, device: torch.device, *, device_was_ex
     return "openvino", None
 
 
-def precision_name(dtype: torch.dtype) -> str:
-    return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(
-        dtype, str(dtype).removeprefix("torch."))
+def precision_name(dtype: Any) -> str:
+    """``fp32`` / ``bf16`` / ``fp16`` for a dtype name ("float32") or a torch dtype."""
+    text = str(dtype).removeprefix("torch.")
+    return PRECISION_NAMES.get(text, text)

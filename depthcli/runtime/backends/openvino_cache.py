@@ -1,21 +1,31 @@
-"""On-disk cache of converted OpenVINO models, so only the first run pays the conversion.
+"""On-disk cache of converted OpenVINO models and their compiled blobs, so only the first run
+pays the conversion and no run pays a compile it has paid before. No torch here.
 
 Where: ``$XDG_CACHE_HOME/depthcli/openvino/<key>/`` (default ``~/.cache/depthcli``). Safe to
 delete at any time.
 
 Key: sha256 of what decides the converted graph: the checkpoint's content (its sha256, see
-``runtime/fingerprint.py``; or the tensors' for a model built in memory), the model config
-(size, version, feature taps, metric range), depthcli's version and the source of the code that
-is traced, and OpenVINO's version. The graph is stored once in float32; the precision (f32 or
-bf16) is chosen when it is compiled, so both share one entry.
+``runtime/fingerprint.py``; or the tensors' for a model built in memory), the model config (the
+family's ``to_dict()``), depthcli's version and the source of the network code that is traced
+(``code_fingerprint``, read from the files, not imported), and OpenVINO's version.
 
-Entries are written whole or not at all: the model is saved into a temporary folder beside the
-entries, with a ``meta.json`` (written last) that records every file's size and sha256, and the
-folder is renamed into place. Two processes converting at once both succeed: the first rename
-wins, the second finds the entry there and drops its own copy. An entry that fails its check
-(missing meta, a truncated or altered file, unreadable XML) is moved aside and rebuilt, never
-trusted and never a crash. A cache that cannot be written (read-only home) only costs the
-conversion on every run.
+An entry holds everything a run needs without torch and without the checkpoint:
+- ``model.xml`` / ``model.bin``: the float32 graph, dynamic shapes (precision is chosen when
+  it is compiled, so f32 and bf16 share one entry);
+- ``position.npy``: the learned position table, resized per grid in NumPy (``runtime/position``);
+- ``meta.json`` (written last): the key material, every file's size and sha256, and the
+  ``recipe``: the family config (its traits: preprocessing, output kind, ...) and graph I/O;
+- ``compiled/*.blob``: compiled models exported by OpenVINO, one per (shape or dynamic,
+  precision, threads), each with a ``.json`` of its size and CRC-32. Importing one takes
+  ~0.2 s where compiling takes 0.5-3 s. At most ``MAX_STATIC_BLOBS`` fixed-shape blobs are kept
+  per entry (least recently used go first): each is as large as the weights.
+
+Entries are written whole or not at all: saved into a temporary folder beside the entries,
+``meta.json`` last, then renamed into place; two processes converting at once both succeed (the
+first rename wins). A broken entry (missing meta, a file of the wrong size, an XML that does not
+parse, a file whose checksum fails when it is read for a compile) is moved aside and rebuilt,
+never trusted and never a crash; a broken blob is deleted and compiled again (one note). A cache
+that cannot be written (read-only home) only costs the conversion and compiles on every run.
 """
 from __future__ import annotations
 
@@ -26,15 +36,22 @@ import os
 import shutil
 import tempfile
 import time
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..fingerprint import file_sha256
 
-FORMAT = 1  # bump when the layout of an entry changes
-FILES = ("model.xml", "model.bin")
+FORMAT = 2  # bump when the layout of an entry changes
+GRAPH_FILES = ("model.xml", "model.bin")
+POSITION_FILE = "position.npy"
 META = "meta.json"
+COMPILED = "compiled"
+MAX_STATIC_BLOBS = 8
 STALE_TEMP_S = 6 * 3600  # a conversion takes seconds to minutes; older temp folders are debris
+_CRC_CHUNK = 1 << 24
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # .../depthcli
 
 
 def cache_root() -> Path:
@@ -45,41 +62,35 @@ def cache_root() -> Path:
     return base / "depthcli"
 
 
-def code_fingerprint(model: Any) -> str:
-    """sha256 over the source of the modules the converted graph is traced from: every depthcli
-    module class inside ``model``, the model configs and the wrapper. A change to the network's
+def code_fingerprint(family: str) -> str:
+    """sha256 over the source files the converted graph is traced from: the shared DINOv2
+    parts, the family's package, the configs and the graph wrapper. A change to the network's
     code (between releases or in a working copy) never reuses a stale graph; changes elsewhere
-    (checkpoint readers, the CLI) keep the cache."""
-    import sys
-
-    from ...model import configs
-    from . import openvino_graph
-
-    names = {type(m).__module__ for m in model.modules()} | {configs.__name__, openvino_graph.__name__}
+    (checkpoint readers, the CLI) keep the cache. Read as files: nothing is imported."""
+    model = PACKAGE_ROOT / "model"
+    files = [model / "configs.py", Path(__file__).with_name("openvino_graph.py")]
+    for folder in ("dinov2", family):
+        files += sorted((model / folder).glob("*.py"))
     digest = hashlib.sha256()
-    for name in sorted(n for n in names if n.startswith("depthcli.")):
-        source = getattr(sys.modules.get(name), "__file__", None)
-        digest.update(name.encode() + b"\0" + (Path(source).read_bytes() if source else b"") + b"\0")
+    for path in files:
+        digest.update(path.relative_to(PACKAGE_ROOT).as_posix().encode() + b"\0")
+        digest.update((path.read_bytes() if path.exists() else b"") + b"\0")
     return digest.hexdigest()
 
 
-def entry_key(weights_sha256: str, model: Any) -> tuple[str, dict[str, Any]]:
-    """(hex key, the material it hashes) for a checkpoint's content and the model built from
-    it (its config and code)."""
+def entry_key(weights_sha256: str, config: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(hex key, the material it hashes) for a checkpoint's content and the config of the model
+    built from it (``config``: the family config's ``to_dict()``)."""
     import openvino as ov
 
     from ..._version import __version__
 
-    config = model.config
-    enc = config.encoder
     material = {
         "format": FORMAT,
         "weights_sha256": weights_sha256,
-        "config": {"embed_dim": enc.embed_dim, "depth": enc.depth, "num_heads": enc.num_heads,
-                   "features": enc.features, "out_channels": list(enc.out_channels),
-                   "version": config.version, "taps": list(config.taps), "max_depth": config.max_depth},
+        "config": config,
         "depthcli": __version__,
-        "code_sha256": code_fingerprint(model),
+        "code_sha256": code_fingerprint(config["family"]),
         "openvino": ov.__version__,
         "stored_precision": "f32",
     }
@@ -98,57 +109,157 @@ def read_graph(xml: Path) -> Any:
     return core.read_model(str(xml))
 
 
+def _crc32(path: Path) -> int:
+    crc = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(_CRC_CHUNK):
+            crc = zlib.crc32(chunk, crc)
+    return crc
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A valid cache entry: where its files are and what its meta says."""
+
+    folder: Path
+    meta: dict[str, Any]
+
+    @property
+    def key(self) -> str:
+        return self.folder.name
+
+    @property
+    def xml(self) -> Path:
+        return self.folder / "model.xml"
+
+    @property
+    def recipe(self) -> dict[str, Any]:
+        return self.meta["recipe"]
+
+    def verify_graph(self) -> str | None:
+        """None when the graph files still hold the bytes recorded at conversion (read them
+        all: only before a compile, which reads them anyway), else what is wrong."""
+        for name in GRAPH_FILES:
+            want = self.meta["files"][name]
+            try:
+                if file_sha256(self.folder / name, memo=False) != want.get("sha256"):
+                    return f"{name} does not match its checksum"
+            except OSError as e:
+                return f"{name}: {e.strerror or e}"
+        return None
+
+    def position_table(self) -> Any:
+        import numpy as np
+
+        return np.load(self.folder / POSITION_FILE, allow_pickle=False)
+
+    # ---------------------------------------------------------------------- compiled blobs
+    def blob_path(self, name: str) -> Path:
+        return self.folder / COMPILED / f"{name}.blob"
+
+    def read_blob(self, name: str) -> tuple[Any | None, str | None]:
+        """(the blob's bytes as a read-only mapping, None) when it exists and its size and
+        CRC-32 are those recorded when it was written; (None, why) for a broken one, which is
+        deleted; (None, None) when there is none."""
+        import numpy as np
+
+        path = self.blob_path(name)
+        try:
+            info = json.loads(path.with_suffix(".json").read_text())
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return None, None
+        except (OSError, ValueError) as e:
+            self.drop_blob(name)
+            return None, f"unreadable blob record ({type(e).__name__})"
+        if size != info.get("size") or _crc32(path) != info.get("crc32"):
+            self.drop_blob(name)
+            return None, "it does not match its checksum"
+        with contextlib.suppress(OSError):
+            os.utime(path)  # recently used: kept when older blobs are evicted
+        return np.memmap(path, dtype=np.uint8, mode="c"), None
+
+    def write_blob(self, name: str, data: memoryview) -> bool:
+        """Store an exported compiled model atomically (blob, then its record); False when the
+        cache cannot be written. Keeps at most MAX_STATIC_BLOBS fixed-shape blobs."""
+        folder = self.folder / COMPILED
+        try:
+            folder.mkdir(exist_ok=True)
+            crc = zlib.crc32(data)
+            for path, payload in ((self.blob_path(name), data),
+                                  (self.blob_path(name).with_suffix(".json"),
+                                   json.dumps({"size": len(data), "crc32": crc}).encode())):
+                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
+                try:
+                    with os.fdopen(fd, "wb") as f:
+                        f.write(payload)
+                    os.replace(tmp, path)
+                finally:
+                    with contextlib.suppress(OSError):
+                        os.unlink(tmp)
+        except OSError:
+            return False
+        self._evict_blobs()
+        return True
+
+    def drop_blob(self, name: str) -> None:
+        for path in (self.blob_path(name), self.blob_path(name).with_suffix(".json")):
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+    def _evict_blobs(self) -> None:
+        static = sorted(((p.stat().st_mtime, p) for p in (self.folder / COMPILED).glob("static-*.blob")
+                         if p.exists()), reverse=True)
+        for _, path in static[MAX_STATIC_BLOBS:]:
+            self.drop_blob(path.stem)
+
+
 class ModelCache:
     def __init__(self, root: Path | None = None) -> None:
         self.root = (root or cache_root()) / "openvino"
 
-    def entry(self, key: str) -> Path:
+    def entry_folder(self, key: str) -> Path:
         return self.root / key
 
-    def graph_xml(self, key: str) -> Path:
-        return self.entry(key) / "model.xml"
-
     # ------------------------------------------------------------------------------ read
-    def load(self, key: str) -> tuple[Any | None, str | None]:
-        """(openvino.Model, None) for a valid entry; (None, why) when it is missing (why None)
-        or was broken (why says what, and the entry has been moved aside)."""
-        entry = self.entry(key)
-        if not entry.exists():
+    def find(self, key: str) -> tuple[Entry | None, str | None]:
+        """(entry, None) for a valid entry; (None, why) when it is missing (why None) or was
+        broken (why says what, and the entry has been moved aside). Cheap: reads meta.json and
+        the file sizes, not the weights (``Entry.verify_graph`` does, before a compile)."""
+        folder = self.entry_folder(key)
+        if not folder.exists():
             return None, None
-        problem = self._check(entry)
+        meta, problem = self._check(folder)
         if problem is None:
-            try:
-                return read_graph(self.graph_xml(key)), None
-            except Exception as e:  # noqa: BLE001 - any parse failure means a bad entry
-                problem = f"unreadable model ({type(e).__name__})"
+            return Entry(folder, meta), None
         self.discard(key)
         return None, problem
 
-    def _check(self, entry: Path) -> str | None:
+    def _check(self, folder: Path) -> tuple[dict[str, Any], str | None]:
         try:
-            meta = json.loads((entry / META).read_text())
+            meta = json.loads((folder / META).read_text())
             files = meta["files"]
+            meta["recipe"]["config"]
         except (OSError, ValueError, KeyError, TypeError) as e:
-            return f"no valid {META} ({type(e).__name__})"
-        for name in FILES:
-            path = entry / name
+            return {}, f"no valid {META} ({type(e).__name__})"
+        for name in (*GRAPH_FILES, POSITION_FILE):
             want = files.get(name) if isinstance(files, dict) else None
             if not isinstance(want, dict):
-                return f"{META} does not list {name}"
+                return meta, f"{META} does not list {name}"
             try:
-                size = path.stat().st_size
+                size = (folder / name).stat().st_size
             except OSError:
-                return f"{name} is missing"
+                return meta, f"{name} is missing"
             if size != want.get("size"):
-                return f"{name} has {size} bytes, {want.get('size')} expected"
-            if file_sha256(path, memo=False) != want.get("sha256"):
-                return f"{name} does not match its checksum"
-        return None
+                return meta, f"{name} has {size} bytes, {want.get('size')} expected"
+        if file_sha256(folder / POSITION_FILE, memo=False) != files[POSITION_FILE].get("sha256"):
+            return meta, f"{POSITION_FILE} does not match its checksum"
+        return meta, None
 
     def discard(self, key: str) -> None:
         """Move a bad entry out of the way (atomic), then delete it; a concurrent process that
         already did either is fine."""
-        entry = self.entry(key)
+        entry = self.entry_folder(key)
         trash = self.root / f".trash-{key}-{os.getpid()}-{time.monotonic_ns()}"
         try:
             entry.rename(trash)
@@ -157,9 +268,11 @@ class ModelCache:
         shutil.rmtree(trash, ignore_errors=True)
 
     # ----------------------------------------------------------------------------- write
-    def store(self, key: str, ov_model: Any, material: dict[str, Any]) -> Path:
-        """Write ``ov_model`` as entry ``key`` atomically; returns the entry folder. Raises
-        OSError when the cache cannot be written."""
+    def store(self, key: str, ov_model: Any, material: dict[str, Any], recipe: dict[str, Any],
+              position_1nc: Any) -> Entry:
+        """Write ``ov_model`` (with the position table and the recipe) as entry ``key``
+        atomically. Raises OSError when the cache cannot be written."""
+        import numpy as np
         import openvino as ov
 
         self.root.mkdir(parents=True, exist_ok=True)
@@ -168,27 +281,32 @@ class ModelCache:
         try:
             # compress_to_fp16=False: the default would round every weight to float16
             ov.save_model(ov_model, str(tmp / "model.xml"), compress_to_fp16=False)
+            np.save(tmp / POSITION_FILE, np.ascontiguousarray(position_1nc, dtype=np.float32), allow_pickle=False)
             files = {name: {"size": (tmp / name).stat().st_size, "sha256": file_sha256(tmp / name, memo=False)}
-                     for name in FILES}
-            meta = {**material, "key": key, "files": files,
+                     for name in (*GRAPH_FILES, POSITION_FILE)}
+            meta = {**material, "key": key, "files": files, "recipe": recipe,
                     "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            for name in (*GRAPH_FILES, POSITION_FILE):  # the data is on disk before the entry becomes visible
+                with open(tmp / name, "rb") as f:
+                    os.fsync(f.fileno())
             with open(tmp / META, "w", encoding="utf-8") as f:
                 json.dump(meta, f, indent=1)
                 f.flush()
                 os.fsync(f.fileno())
-            for name in FILES:  # the data is on disk before the entry becomes visible
-                with open(tmp / name, "rb") as f:
-                    os.fsync(f.fileno())
+            os.chmod(tmp, 0o755)  # mkdtemp makes it private; an entry is as readable as the cache
             try:
-                os.rename(tmp, self.entry(key))
+                os.rename(tmp, self.entry_folder(key))
             except OSError:
-                if not self.entry(key).exists():
+                if not self.entry_folder(key).exists():
                     raise
                 # another process stored the same entry first: theirs is as good as ours
         finally:
             with contextlib.suppress(OSError):
                 shutil.rmtree(tmp, ignore_errors=True)
-        return self.entry(key)
+        entry, problem = self.find(key)
+        if entry is None:
+            raise OSError(f"the stored entry cannot be read back ({problem})")
+        return entry
 
     def _sweep(self) -> None:
         """Delete temporary folders that a killed process left behind (old enough that no

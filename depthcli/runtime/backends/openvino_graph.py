@@ -1,4 +1,4 @@
-"""depthcli's torch model -> one OpenVINO model for every input size.
+"""depthcli's torch model (any family) -> one OpenVINO model for every input size.
 
 The network is traced as it is (same modules, same math) with one change of plumbing: the
 position encoding becomes a second graph input instead of being computed inside. The original
@@ -7,7 +7,8 @@ exporter either bakes in for one size or re-derives from a different formula; de
 it exactly, once per patch grid (``model/position_encoding.py`` caches it), and feeds it in. So:
 
 - one dynamic model, ``image (B, 3, H, W)`` + ``position (1, 1 + H/14 * W/14, C)`` -> depth
-  ``(B, H, W)``, serves every size (no re-export per shape);
+  ``(B, H, W)`` (and the other outputs ``Traits.outputs`` names, e.g. DA3's sky), serves every
+  size (no re-export per shape);
 - the graph skips the per-call resize a traced copy of it would redo every frame.
 
 The wrapper does not touch the caller's model: it works on shallow copies whose
@@ -23,7 +24,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...model import DepthAnything
 from ...model.configs import PATCH_SIZE
 
 EXAMPLE_HW = (28, 42)  # any multiple of 14 works; small keeps tracing fast (shapes stay dynamic)
@@ -51,10 +51,11 @@ def _with_child(module: nn.Module, name: str, child: nn.Module) -> nn.Module:
 
 
 class PositionFedModel(nn.Module):
-    """``forward(image_bchw, position_1nc) -> depth_bhw``: the Depth-Anything forward with the
-    position encoding supplied by the caller."""
+    """``forward(image_bchw, position_1nc) -> depth_bhw`` (or a tuple: depth first): the
+    network's forward with the position encoding supplied by the caller. Every family keeps its
+    DINOv2 encoder as ``model.encoder``, with the shared ``PositionEncoding``."""
 
-    def __init__(self, model: DepthAnything) -> None:
+    def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.position = _PositionInput()
         encoder = _with_child(model.encoder, "position_encoding", self.position)
@@ -68,13 +69,18 @@ class PositionFedModel(nn.Module):
             self.position.value = None
 
 
-def position_encoding(model: DepthAnything, grid_h: int, grid_w: int) -> torch.Tensor:
+def position_encoding(model: nn.Module, grid_h: int, grid_w: int) -> torch.Tensor:
     """The exact (1, 1 + grid_h * grid_w, C) float32 encoding the torch model adds (cached)."""
     with torch.inference_mode():
         return model.encoder.position_encoding(grid_h, grid_w, torch.float32)
 
 
-def float_cpu_model(model: DepthAnything) -> DepthAnything:
+def position_table(model: nn.Module) -> Any:
+    """The learned (1, 1 + n*n, C) table as float32 NumPy: what ``runtime/position`` resizes."""
+    return model.encoder.position_encoding.table.detach().to("cpu", torch.float32).numpy().copy()
+
+
+def float_cpu_model(model: nn.Module) -> nn.Module:
     """The model itself when it is already float32 on the CPU, else a converted copy (the graph
     is always stored in float32; the precision is chosen when it is compiled)."""
     param = next(model.parameters())
@@ -83,8 +89,9 @@ def float_cpu_model(model: DepthAnything) -> DepthAnything:
     return copy.deepcopy(model).to(device="cpu", dtype=torch.float32).eval()
 
 
-def convert(model: DepthAnything) -> tuple[Any, float]:
-    """(openvino.Model with dynamic batch, height, width and token count; seconds it took)."""
+def convert(model: nn.Module) -> tuple[Any, float]:
+    """(openvino.Model with dynamic batch, height, width and token count; seconds it took).
+    Outputs are named after ``model.config.traits.outputs``."""
     import openvino as ov
 
     model = float_cpu_model(model)
@@ -99,4 +106,14 @@ def convert(model: DepthAnything) -> tuple[Any, float]:
             input=[ov.PartialShape([-1, 3, -1, -1]), ov.PartialShape([1, -1, embed_dim])])
     ov_model.inputs[0].get_tensor().set_names({"image"})
     ov_model.inputs[1].get_tensor().set_names({"position"})
+    for output, name in zip(ov_model.outputs, model.config.traits.outputs, strict=True):
+        output.get_tensor().set_names({name})
     return ov_model, time.perf_counter() - t0
+
+
+def recipe(model: nn.Module) -> dict[str, Any]:
+    """What a run needs to know about the converted graph besides the graph (stored in the
+    cache entry's meta.json): the family config, its inputs and outputs."""
+    return {"config": model.config.to_dict(), "inputs": ["image", "position"],
+            "outputs": list(model.config.traits.outputs), "embed_dim": model.config.encoder.embed_dim,
+            "parameters": sum(p.numel() for p in model.parameters())}

@@ -1,0 +1,68 @@
+"""A torch model -> an OpenVINO backend: find its converted graph in the cache, or convert it
+(``openvino_graph.convert``) and store it. The only OpenVINO code that needs torch; once an
+entry exists, ``OpenVinoBackend.from_entry`` runs it without.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from ...model.errors import CheckpointError
+from .openvino_backend import OpenVinoBackend, home_relative, ov_version
+from .openvino_cache import ModelCache, entry_key
+from .openvino_graph import convert, float_cpu_model, position_table, recipe
+
+
+def backend_for_model(model: nn.Module, *, precision: str = "fp32", threads: int | None = None,
+                      weights_sha256: str | None = None, cache: ModelCache | None | bool = True,
+                      static_shapes: bool = True) -> OpenVinoBackend:
+    """The OpenVINO backend running ``model``: from its cache entry when one exists (keyed by
+    ``weights_sha256``, the checkpoint's content; by the tensors' own hash when not given),
+    else converted now, stored, and compiled for any shape (its ``notes`` say what it cost).
+    ``cache=False`` converts every time and stores nothing."""
+    model = float_cpu_model(model)
+    options = {"precision": precision, "threads": threads, "static_shapes": static_shapes}
+    if cache is False:
+        graph, seconds = convert(model)
+        backend = OpenVinoBackend(recipe(model), position_table(model), graph=graph, **options)
+        return _first_use(backend, seconds, " (not cached)")
+    store = cache if isinstance(cache, ModelCache) else ModelCache()
+    if weights_sha256 is None:
+        from ..fingerprint import tensors_sha256
+
+        weights_sha256 = tensors_sha256(model.state_dict())
+    key, material = entry_key(weights_sha256, model.config.to_dict())
+    entry, problem = store.find(key)
+    if entry is not None:
+        return OpenVinoBackend.from_entry(entry, **options)
+    graph, seconds = convert(model)
+    try:
+        entry = store.store(key, graph, material, recipe(model), position_table(model))
+    except OSError as e:
+        backend = OpenVinoBackend(recipe(model), position_table(model), graph=graph, **options)
+        return _first_use(backend, seconds, f" (cannot cache it in {store.root}: {e.strerror or e}; "
+                                            f"converting every run)")
+    del graph  # converted graphs share the torch tensors' memory: the stored copy is compiled
+    rebuilt = f"; the cached copy was broken ({problem}) and was rebuilt" if problem else ""
+    backend = OpenVinoBackend.from_entry(entry, **options)
+    return _first_use(backend, seconds, f" (cached in {home_relative(entry.folder)}{rebuilt})")
+
+
+def _first_use(backend: OpenVinoBackend, converted_s: float, where: str) -> OpenVinoBackend:
+    """Compile the dynamic model at once after a conversion: to say in one line what it cost,
+    and to find a graph that does not compile here before the caller relies on it."""
+    try:
+        compile_s = backend.prepare_dynamic()
+    except CheckpointError:
+        raise
+    backend.notes.insert(0, f"openvino {ov_version()}: converted the model in {converted_s:.1f} s{where}, "
+                            f"compiled it for the CPU ({_precision(backend)}, {backend.threads} "
+                            f"thread{'s' if backend.threads != 1 else ''}) in {compile_s:.1f} s")
+    return backend
+
+
+def _precision(backend: Any) -> str:
+    from . import precision_name
+
+    return precision_name(backend.dtype)
