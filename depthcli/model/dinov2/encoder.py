@@ -8,8 +8,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .block import LAYER_NORM_EPS, TransformerBlock
 from ..configs import PATCH_SIZE, EncoderConfig
+from .block import LAYER_NORM_EPS, TransformerBlock
 from .patch_embed import PatchEmbedding
 from .position_encoding import PositionEncoding
 
