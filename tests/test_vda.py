@@ -74,11 +74,12 @@ def _upstream_root(tmp: Path) -> Path | None:
     return None
 
 
-def _shim_torchvision() -> None:
-    """The original imports torchvision only for ``transforms.Compose``: apply in order."""
+def _shim_torchvision() -> list[str]:
+    """The original imports torchvision only for ``transforms.Compose`` (apply in order): a
+    stand-in when torchvision is absent. Returns the module names it added, to remove after."""
     with contextlib.suppress(ImportError):
         import torchvision.transforms  # noqa: F401
-        return
+        return []
 
     class Compose:
         def __init__(self, transforms: list) -> None:
@@ -91,8 +92,8 @@ def _shim_torchvision() -> None:
 
     tv, tr = types.ModuleType("torchvision"), types.ModuleType("torchvision.transforms")
     tr.Compose, tv.transforms = Compose, tr
-    sys.modules.setdefault("torchvision", tv)
-    sys.modules.setdefault("torchvision.transforms", tr)
+    sys.modules.update({"torchvision": tv, "torchvision.transforms": tr})
+    return ["torchvision", "torchvision.transforms"]
 
 
 @torch.no_grad()
@@ -148,19 +149,27 @@ class Originals(types.SimpleNamespace):
 
 
 @pytest.fixture(scope="module")
-def originals(tmp_path_factory: pytest.TempPathFactory) -> Originals:
+def originals(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - yields Originals
     root = _upstream_root(tmp_path_factory.mktemp("upstream"))
     if root is None:
         pytest.skip("the original Video-Depth-Anything code is not here (set DEPTHCLI_VDA_UPSTREAM)")
     pytest.importorskip("einops")
     pytest.importorskip("easydict")
-    _shim_torchvision()
+    shims = _shim_torchvision()
     sys.path.insert(0, str(root))
     logging.getLogger("dinov2").setLevel(logging.ERROR)
-    with contextlib.redirect_stdout(io.StringIO()):  # "xFormers not available": the pure-torch path
-        from video_depth_anything.video_depth import VideoDepthAnything as WindowVDA
-        from video_depth_anything.video_depth_stream import VideoDepthAnything as StreamVDA
-    folder = tmp_path_factory.mktemp("vda-checkpoints")
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # "xFormers not available": the pure-torch path
+            from video_depth_anything.video_depth import VideoDepthAnything as WindowVDA
+            from video_depth_anything.video_depth_stream import VideoDepthAnything as StreamVDA
+        yield _build_originals(WindowVDA, StreamVDA, tmp_path_factory.mktemp("vda-checkpoints"))
+    finally:  # leave no top-level ``utils`` / fake ``torchvision`` to the rest of the session
+        sys.path.remove(str(root))
+        for name in [*shims, *(m for m in sys.modules if m.split(".")[0] in ("utils", "video_depth_anything"))]:
+            sys.modules.pop(name, None)
+
+
+def _build_originals(WindowVDA: type, StreamVDA: type, folder: Path) -> Originals:  # noqa: N803
     models = {}
     for metric in (False, True):
         torch.manual_seed(23 + metric)
