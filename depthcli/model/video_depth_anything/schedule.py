@@ -10,10 +10,11 @@ Window mode (the original ``infer_video_depth``): 32-frame windows advancing by 
   encoder features instead of encoding them again (``Window.refed``, ``Window.keyframes``).
 - The last window is filled by repeating the last frame (``Window.frames`` says which frame
   each input shows); the padding is never output.
-- Relative models: each window's depth, upsampled to the frame size, is fitted to the previous
+- Relative models: each window's depth, upsampled to the frame size, is fitted to the earlier
   windows by least squares (scale and shift, float32 normal equations, as the original
-  ``compute_scale_and_shift``) on the two frames both windows hold at positions 0 and 12
-  (frame 0, and frame 12 of the previous window), then clipped at 0. Metric models are not fitted.
+  ``compute_scale_and_shift``) on its positions 0 and 1 against the depth already settled for
+  the same two frames (frame 0 as the first window saw it, and the previous window's aligned
+  position 12), then clipped at 0. Metric models are not fitted.
 - Across each seam, the 8 frames both windows hold (positions 24..31 of one, 2..9 of the next)
   are blended linearly from the older window's depth to the newer one's.
 
