@@ -16,6 +16,7 @@ _LAZY = {
     "save_safetensors": ".checkpoints",
     "ENCODERS": ".configs", "EncoderConfig": ".configs", "ModelConfig": ".configs", "Traits": ".configs",
     "DepthAnything": ".depth_anything",
+    "VDAConfig": ".video_depth_anything.config", "VideoDepthAnything": ".video_depth_anything.model",
 }
 
 __all__ = ["CheckpointError", *_LAZY]

@@ -10,7 +10,9 @@ What is read from where:
 - V1 or V2, metric or relative: depthcli metadata, a transformers ``config.json``, or the
   published file names (``depth_anything_vits14.pth`` is V1, ``depth_anything_v2_*`` is V2,
   ``*metric_hypersim*`` / ``*metric_vkitti*`` are the 20 m / 80 m metric models);
-  an explicit ``version=`` / ``max_depth=`` wins over all of them.
+  an explicit ``version=`` / ``max_depth=`` wins over all of them;
+- Video Depth Anything: its keys (motion modules; ``video_depth_anything/checkpoint.py``) or
+  depthcli metadata, metric-ness from the metadata or the name (``metric_video_depth_anything_*``).
 """
 from __future__ import annotations
 
@@ -30,6 +32,10 @@ from .checkpoint_files import weight_files
 from .configs import METRIC_MAX_DEPTH, ModelConfig, encoder_for_shapes
 from .depth_anything import DepthAnything
 from .errors import CheckpointError
+from .video_depth_anything import checkpoint as vda_checkpoint
+from .video_depth_anything.config import FAMILY as VDA_FAMILY
+from .video_depth_anything.config import VDAConfig
+from .video_depth_anything.model import VideoDepthAnything
 
 METADATA_FORMAT = "depthcli"
 MAX_KEYS_SHOWN = 4
@@ -38,7 +44,7 @@ MAX_KEYS_SHOWN = 4
 @dataclass
 class Checkpoint:
     state: dict[str, torch.Tensor]  # depthcli names
-    config: ModelConfig
+    config: ModelConfig | VDAConfig
     source: str
     layout: str  # "original", "transformers" or "depthcli"
 
@@ -130,6 +136,8 @@ def _only_tensors(state: dict, source: str) -> dict[str, torch.Tensor]:
 
 # ----------------------------------------------------------------------------------- layout
 def _layout(state: dict[str, torch.Tensor], source: str = "") -> str:
+    """original (``pretrained.`` + ``depth_head.``, VDA: + ``head.``), transformers or depthcli:
+    the same three words for every family."""
     firsts = {k.split(".", 1)[0] for k in state}
     if "pretrained" in firsts or "depth_head" in firsts:
         return "original"
@@ -260,15 +268,21 @@ def read_checkpoint(source: str | Path, *, version: int | None = None,
         raw = _load_pickle_safely(path)
     state = _only_tensors(raw, path.name)
     layout = _layout(state, path.name)
+    if meta.get("family") == VDA_FAMILY or vda_checkpoint.recognise(state, name):
+        vda_config, state = vda_checkpoint.read(state, name, path.name, meta=meta)
+        return Checkpoint(state=state, config=vda_config, source=str(path), layout=layout)
     state = _to_depthcli_names(state, layout, path.name)
     config = _infer_config(state, path.name, name=name, meta=meta, version=version, max_depth=max_depth)
     return Checkpoint(state=state, config=config, source=str(path), layout=layout)
 
 
-def build_model(checkpoint: Checkpoint) -> DepthAnything:
+def build_model(checkpoint: Checkpoint) -> DepthAnything | VideoDepthAnything:
     """Construct the network for a checkpoint and load it strictly, naming the first bad keys."""
     with torch.device("meta"):
-        model = DepthAnything(checkpoint.config)
+        if isinstance(checkpoint.config, VDAConfig):
+            model: DepthAnything | VideoDepthAnything = VideoDepthAnything(checkpoint.config)
+        else:
+            model = DepthAnything(checkpoint.config)
     expected = model.state_dict()
     missing = [k for k in expected if k not in checkpoint.state]
     unexpected = [k for k in checkpoint.state if k not in expected]
@@ -281,8 +295,9 @@ def build_model(checkpoint: Checkpoint) -> DepthAnything:
             more = f" (+{len(items) - MAX_KEYS_SHOWN} more)" if len(items) > MAX_KEYS_SHOWN else ""
             problems.append(f"{label}: {', '.join(items[:MAX_KEYS_SHOWN])}{more}")
     if problems:
-        raise CheckpointError(f"{Path(checkpoint.source).name}: does not fit a "
-                              f"{checkpoint.config.encoder.name} Depth-Anything model; " + "; ".join(problems))
+        what = (checkpoint.config.describe if isinstance(checkpoint.config, VDAConfig)
+                else f"{checkpoint.config.encoder.name} Depth-Anything")
+        raise CheckpointError(f"{Path(checkpoint.source).name}: does not fit a {what} model; " + "; ".join(problems))
     bad = [k for k, v in checkpoint.state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise CheckpointError(f"{Path(checkpoint.source).name}: non-finite values in {', '.join(bad[:MAX_KEYS_SHOWN])}")
@@ -290,11 +305,15 @@ def build_model(checkpoint: Checkpoint) -> DepthAnything:
     return model.eval()
 
 
-def save_safetensors(model: DepthAnything, path: str | Path) -> None:
+def save_safetensors(model: DepthAnything | VideoDepthAnything, path: str | Path) -> None:
     """Write depthcli's own format: safetensors plus the metadata that makes it self-describing."""
     from safetensors.torch import save_file
 
     cfg = model.config
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if isinstance(cfg, VDAConfig):
+        save_file(state, str(path), metadata={"format": METADATA_FORMAT, **vda_checkpoint.save_metadata(cfg)})
+        return
     meta = {
         "format": METADATA_FORMAT,
         "depthcli.version": str(cfg.version),
@@ -303,7 +322,6 @@ def save_safetensors(model: DepthAnything, path: str | Path) -> None:
         "depthcli.taps": ",".join(map(str, cfg.taps)),
         "depthcli.max_depth": "" if cfg.max_depth is None else repr(cfg.max_depth),
     }
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(state, str(path), metadata=meta)
 
 

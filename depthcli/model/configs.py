@@ -40,7 +40,9 @@ class Traits:
     - ``outputs``: the network's outputs in order, ``depth`` first (DA3 mono/metric add ``sky``);
     - ``focal_divisor``: metric depth that depends on the camera (DA3METRIC): metres = output *
       focal_px / focal_divisor, focal_px at the network input;
-    - ``temporal``: a clip model (VDA) that sees frames in windows, not one at a time.
+    - ``temporal``: a clip model (VDA) that sees frames in windows, not one at a time;
+    - ``wide_ratio``: VDA: clips wider than this ratio get the original's smaller size (its
+      ``network_size_rule``: the size shrinks with the aspect ratio, to bound the window's memory).
     """
 
     family: str
@@ -53,6 +55,7 @@ class Traits:
     focal_divisor: float | None = None
     temporal: bool = False
     max_depth: float | None = None  # the fixed range of a metric model's output, for messages
+    wide_ratio: float | None = None  # VDA: clips wider than this ratio get the original's smaller size
 
     @property
     def metric(self) -> bool:

@@ -2,6 +2,8 @@
 residual conv unit, refine, upsample x2 (bilinear, align_corners=True), project with 1x1."""
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -46,9 +48,16 @@ class Fusion(nn.Module):
         super().__init__()
         self.blocks = nn.ModuleList(FusionBlock(features, takes_skip=i < 3) for i in range(4))
 
-    def forward(self, pyramid: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, pyramid: list[torch.Tensor], *,
+                hooks: Mapping[int, Callable[[torch.Tensor], torch.Tensor]] | None = None) -> torch.Tensor:
+        """``hooks[i]`` transforms block i's output before the next finer block takes it: where
+        Video Depth Anything mixes frames (after blocks 3 and 2). Without hooks, the plain DPT."""
+        hooks = hooks or {}
         l1, l2, l3, l4 = pyramid
         path = self.blocks[3](l4, size=l3.shape[-2:])
+        path = hooks[3](path) if 3 in hooks else path
         path = self.blocks[2](path, l3, size=l2.shape[-2:])
+        path = hooks[2](path) if 2 in hooks else path
         path = self.blocks[1](path, l2, size=l1.shape[-2:])
+        path = hooks[1](path) if 1 in hooks else path
         return self.blocks[0](path, l1)

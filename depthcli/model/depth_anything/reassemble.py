@@ -2,6 +2,8 @@
 of the patch grid, then bring every level to the fusion width with a 3x3 convolution."""
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 import torch
 from torch import nn
 
@@ -25,11 +27,17 @@ class Reassemble(nn.Module):
         self.to_features = nn.ModuleList(
             nn.Conv2d(c, features, kernel_size=3, padding=1, bias=False) for c in out_channels)
 
-    def forward(self, tokens: list[torch.Tensor], grid_h: int, grid_w: int) -> list[torch.Tensor]:
+    def forward(self, tokens: list[torch.Tensor], grid_h: int, grid_w: int, *,
+                hooks: Mapping[int, Callable[[torch.Tensor], torch.Tensor]] | None = None) -> list[torch.Tensor]:
+        """``hooks[i]`` transforms level i between its resampling and its width convolution: where
+        Video Depth Anything mixes frames (levels 2 and 3). Without hooks, the plain DPT."""
         pyramid = []
-        for tokens_bnc, project, resample, to_features in zip(
-                tokens, self.projections, self.resamplers, self.to_features, strict=True):
+        for level, (tokens_bnc, project, resample, to_features) in enumerate(zip(
+                tokens, self.projections, self.resamplers, self.to_features, strict=True)):
             b, _, c = tokens_bnc.shape
             grid_bchw = tokens_bnc.transpose(1, 2).reshape(b, c, grid_h, grid_w)
-            pyramid.append(to_features(resample(project(grid_bchw))))
+            level_bchw = resample(project(grid_bchw))
+            if hooks and level in hooks:
+                level_bchw = hooks[level](level_bchw)
+            pyramid.append(to_features(level_bchw))
         return pyramid
