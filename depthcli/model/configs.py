@@ -182,3 +182,19 @@ def encoder_from_dict(d: dict[str, Any]) -> EncoderConfig:
     return EncoderConfig(d["name"], int(d["embed_dim"]), int(d["depth"]), int(d["num_heads"]), int(d["features"]),
                          tuple(int(c) for c in d["out_channels"]),  # type: ignore[arg-type]
                          tuple(int(t) for t in d["v2_taps"]), float(d.get("mlp_ratio", 4.0)))  # type: ignore[arg-type]
+
+
+WIDE_SCALE = 1.777  # Video Depth Anything's size rule for clips wider than ``Traits.wide_ratio``
+
+
+def wide_ratio_size(h: int, w: int, size: int, wide_ratio: float | None) -> int:
+    """The network size for an h x w clip under ``Traits.wide_ratio`` (Video Depth Anything).
+
+    Up to ``wide_ratio`` it is ``size`` itself; beyond, ``size * 1.777 / ratio`` truncated, then
+    rounded (Python's round-half-even, as the original) to a multiple of 14. The lower-bound
+    resize then applies to the result as usual.
+    """
+    ratio = max(h, w) / min(h, w)
+    if wide_ratio is None or ratio <= wide_ratio:
+        return size
+    return round(int(size * WIDE_SCALE / ratio) / PATCH_SIZE) * PATCH_SIZE

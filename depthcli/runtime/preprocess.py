@@ -8,7 +8,7 @@ Every family's ``Traits`` says which recipe applies (``model/configs.py``):
   so the cubic overshoot is not clipped, the SHORTER side to ``size`` with both sides rounded to
   multiples of 14 (NumPy's round-half-even, never below ``size``), ImageNet mean/std in float64,
   float32 CHW. Resizing a uint8 image before the division is 6e-3 off, linear instead of cubic
-  4e-2. VDA's clips wider than ``wide_ratio`` get its smaller size (``wide_ratio_size``).
+  4e-2. VDA's clips wider than ``wide_ratio`` get its smaller size (``configs.wide_ratio_size``).
 - ``upper_bound`` (Depth Anything 3's ``InputProcessor``, "upper_bound_resize"): RGB uint8, the
   LONGER side to ``size`` (cubic when enlarging, area when shrinking), then each side to the
   nearest multiple of 14 by a second small resize (cubic if either side grows, else area), then
@@ -21,7 +21,7 @@ import math
 import cv2
 import numpy as np
 
-from ..model.configs import PATCH_SIZE, Traits
+from ..model.configs import PATCH_SIZE, Traits, wide_ratio_size
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])
 IMAGENET_STD = np.array([0.229, 0.224, 0.225])
@@ -40,16 +40,6 @@ def _nearest_multiple(x: int) -> int:
     down = x // PATCH_SIZE * PATCH_SIZE
     up = down + PATCH_SIZE
     return max(PATCH_SIZE, up if abs(up - x) <= abs(x - down) else down)
-
-
-def wide_ratio_size(h: int, w: int, size: int, traits: Traits) -> int:
-    """VDA's smaller input size for clips wider (or taller) than ``traits.wide_ratio``:
-    ``round(int(size * 1.777 / ratio) / 14) * 14``, as its ``infer_video_depth`` computes it."""
-    ratio_limit = getattr(traits, "wide_ratio", None)
-    ratio = max(h, w) / min(h, w)
-    if ratio_limit is None or ratio <= ratio_limit:
-        return size
-    return max(PATCH_SIZE, round(int(size * 1.777 / ratio) / PATCH_SIZE) * PATCH_SIZE)
 
 
 def _upper_bound_sizes(h: int, w: int, size: int) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -76,7 +66,7 @@ def processed_size(h: int, w: int, size: int | None = None, max_side: int | None
         raise ValueError(f"--max-side must be at least {PATCH_SIZE}, got {max_side}")
     if traits.resize == "upper_bound":
         return _upper_bound_sizes(h, w, min(size, max_side or size))[1]
-    size = wide_ratio_size(h, w, size, traits)
+    size = max(PATCH_SIZE, wide_ratio_size(h, w, size, traits.wide_ratio))
     scale = max(size / h, size / w)
     nh, nw = _round_to_multiple(scale * h, size), _round_to_multiple(scale * w, size)
     if max_side is not None and max(nh, nw) > max_side:

@@ -12,26 +12,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..configs import INVERSE_DEPTH, METRIC_DEPTH, PATCH_SIZE, EncoderConfig, Traits, encoder_from_dict, encoder_to_dict
+from ..configs import (
+    INVERSE_DEPTH,
+    METRIC_DEPTH,
+    EncoderConfig,
+    Traits,
+    encoder_from_dict,
+    encoder_to_dict,
+    wide_ratio_size,
+)
 
 FAMILY = "video_depth_anything"
 MAX_FRAMES = 32  # the published motion modules' frame position table (``temporal_max_len``)
-# The original shrinks the network size for clips wider than 16:9, to bound a window's memory:
-WIDE_RATIO = 1.78
-WIDE_SCALE = 1.777
+WIDE_RATIO = 1.78  # the original shrinks the network size for clips wider than 16:9, to bound a window's memory
 
 
 def network_size_rule(h: int, w: int, size: int, wide_ratio: float | None = WIDE_RATIO) -> int:
-    """The ``--size`` the original actually uses for an h x w clip.
-
-    Up to ``wide_ratio`` it is ``size`` itself; beyond, ``size * 1.777 / ratio`` truncated, then
-    rounded (Python's round-half-even, as the original) to a multiple of 14. The lower-bound
-    resize then applies to the result as usual.
-    """
-    ratio = max(h, w) / min(h, w)
-    if wide_ratio is None or ratio <= wide_ratio:
-        return size
-    return round(int(size * WIDE_SCALE / ratio) / PATCH_SIZE) * PATCH_SIZE
+    """The ``--size`` the original actually uses for an h x w clip (``configs.wide_ratio_size``)."""
+    return wide_ratio_size(h, w, size, wide_ratio)
 
 
 @dataclass(frozen=True)
