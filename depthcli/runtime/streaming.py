@@ -8,6 +8,11 @@ Three stages joined by bounded queues:
 The model runs in the caller's thread so Ctrl-C lands there; on interrupt the reader stops, the
 frames already inferred are still handed to the sink (so the output holds every finished
 frame), and the KeyboardInterrupt is re-raised.
+
+The model stage drives the predictor's clip runner (``runtime/temporal.clip_runner``): a
+per-frame model answers each frame (batched, ``--batch``), a clip model (Video Depth Anything)
+may hold frames until their depth is final (a window's latency) and hands the rest over at the
+end of the stream. Frames reach the sink in order either way.
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ import numpy as np
 
 from .predictor import DepthPredictor, Prediction
 from .stats import FrameStats
+from .temporal import clip_runner
 
 _DONE = object()
 POLL_S = 0.1
@@ -75,9 +81,12 @@ def _put(q: queue.Queue, item: object, keep_trying: Callable[[], bool]) -> bool:
 
 def stream_depth(frames: Iterable[tuple[int, np.ndarray]], predictor: DepthPredictor,
                  sink: Callable[[int, np.ndarray, Prediction], None], *,
-                 on_frame: Callable[[FrameStats], None] | None = None, queue_size: int = 4) -> StreamResult:
+                 on_frame: Callable[[FrameStats], None] | None = None, queue_size: int = 4,
+                 temporal: str | None = None) -> StreamResult:
     """Run every (index, BGR frame) through the model and hand (index, frame, prediction) to
-    ``sink`` in order. Returns timing; raises the sink's error, or KeyboardInterrupt."""
+    ``sink`` in order. ``temporal``: a clip model's mode (``window`` or ``stream``; None: its
+    default). Returns timing; raises the sink's error, or KeyboardInterrupt."""
+    runner = clip_runner(predictor, temporal)
     stop = threading.Event()
     batch = max(1, getattr(predictor, "batch", 1))
     to_model: queue.Queue = queue.Queue(maxsize=max(queue_size, 2 * batch))
@@ -123,18 +132,13 @@ def stream_depth(frames: Iterable[tuple[int, np.ndarray]], predictor: DepthPredi
             if item is _DONE:
                 break
             items, done = _take_batch(item, to_model, batch)
-            predictions = _infer_all(predictor, [prepared for _, _, prepared in items])
-            pending = [(index, frame, prediction) for (index, frame, _), prediction in zip(items, predictions,
-                                                                                          strict=True)]
-            for prediction in predictions:
-                result.stats.append(prediction.stats)
-                if on_frame is not None:
-                    on_frame(prediction.stats)
-            while pending:
-                _put(to_sink, pending[0], writer.is_alive)
-                pending.pop(0)
+            pending = runner.run(items)
+            _hand_over(pending, to_sink, writer, result, on_frame)
             if done:
                 break
+        if writer.is_alive():  # the end of the stream: a clip model's last frames
+            pending = runner.finish()
+            _hand_over(pending, to_sink, writer, result, on_frame)
     except KeyboardInterrupt:
         stop.set()
         for item in pending:  # every frame reported as done ends up in the output
@@ -170,10 +174,17 @@ def _take_batch(first: tuple, to_model: queue.Queue, batch: int) -> tuple[list[t
     return items, False
 
 
-def _infer_all(predictor: DepthPredictor, prepared: list) -> list[Prediction]:
-    if len(prepared) == 1:
-        return [predictor.infer(prepared[0])]
-    return predictor.infer_batch(prepared)
+def _hand_over(pending: list, to_sink: queue.Queue, writer: _Stage, result: StreamResult,
+               on_frame: Callable[[FrameStats], None] | None) -> None:
+    """Count and report final frames, then queue them for the sink; ``pending`` empties as they
+    go, so an interrupt hands over exactly the ones not queued yet."""
+    for _, _, prediction in pending:
+        result.stats.append(prediction.stats)
+        if on_frame is not None:
+            on_frame(prediction.stats)
+    while pending:
+        _put(to_sink, pending[0], writer.is_alive)
+        pending.pop(0)
 
 
 def _finish(writer: _Stage, to_sink: queue.Queue) -> None:
