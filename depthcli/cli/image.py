@@ -157,7 +157,7 @@ def image_command(inputs, recursive, list_file, output, fmt, colormap, invert, s
             elif jobs:
                 predictor = load_predictor(spec)
                 try:
-                    check_options(opts, metric=predictor.config.metric)
+                    check_options(opts, predictor.traits)
                 except ImageUsageError as e:
                     raise click.UsageError(str(e)) from None
                 _notice(predictor, reporter)
@@ -190,7 +190,12 @@ def _report_to(reporter) -> dict:  # noqa: ANN001
 def _notice(predictor, reporter) -> None:  # noqa: ANN001
     """The unit of a metric model, once per run (``load_predictor`` says the licence)."""
     if predictor.config.metric and not reporter.quiet:
-        reporter.info(f"depthcli: metric model: depth in metres (0..{predictor.config.max_depth:g} m)")
+        reporter.info(f"depthcli: metric model: depth in metres{_range(predictor.config.max_depth)}")
+
+
+def _range(max_depth: float | None) -> str:
+    """`` (0..20 m)`` for a model with a fixed range (V2 metric); DA3METRIC has none."""
+    return f" (0..{max_depth:g} m)" if max_depth else ""
 
 
 def _check_server_options(spec, max_pixels) -> None:  # noqa: ANN001
@@ -217,16 +222,26 @@ def _run_on_server(server: str, token: str | None, opts, jobs, reporter) -> None
         client = DepthClient(server, token)
         info = client.connect()
         try:
-            check_options(opts, metric=bool(info.get("metric")))
+            check_options(opts, _server_traits(info))
         except ImageUsageError as e:
             raise click.UsageError(str(e)) from None
         if info.get("metric") and not reporter.quiet:
-            reporter.info(f"depthcli: metric model: depth in metres (0..{info.get('max_depth'):g} m)")
+            reporter.info(f"depthcli: metric model: depth in metres{_range(info.get('max_depth'))}")
         run_images_remote(jobs, client, opts, **_report_to(reporter))
     except ServerUnavailable as e:
         done = len(reporter.summary.frames)
         tail = f"; the {done} output{'s' if done != 1 else ''} written before are complete" if done else ""
         raise CliError(f"{e}{tail}", exit_codes.USAGE if e.usage else exit_codes.DEVICE) from None
+
+
+def _server_traits(info: dict):  # noqa: ANN202 - model.configs.Traits
+    """The traits of the model a server runs, from its /v1/info."""
+    from ..model.configs import INVERSE_DEPTH, METRIC_DEPTH, Traits
+
+    if isinstance(info.get("traits"), dict):
+        return Traits.from_dict(info["traits"])
+    return Traits(family=str(info.get("family", "depth_anything")),
+                  kind=METRIC_DEPTH if info.get("metric") else INVERSE_DEPTH)
 
 
 def _check_ray(server: str | None) -> None:

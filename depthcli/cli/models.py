@@ -42,8 +42,11 @@ def _model_row(entry: registry.ModelEntry) -> dict[str, Any]:
         "name": entry.name,
         "default": entry.name == registry.default_model_name(),
         "repo_id": entry.repo_id,
+        "family": entry.family,
+        "model": entry.family_label,
         "version": entry.version,
         "encoder": entry.encoder,
+        "output": entry.output,
         "metric": entry.metric,
         "max_depth": entry.max_depth,
         "licence": entry.licence,
@@ -51,17 +54,17 @@ def _model_row(entry: registry.ModelEntry) -> dict[str, Any]:
         "download_mb": entry.download_mb,
         "cached": folder is not None,
         "cached_path": str(folder) if folder else None,
-        "cached_mb": round(registry.size_on_disk(folder) / 1e6, 1) if folder else None,
+        "cached_mb": round(registry.size_on_disk(folder, entry.files) / 1e6, 1) if folder else None,
     }
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    header = ("NAME", "VER", "ENCODER", "OUTPUT", "DOWNLOAD", "LICENCE", "CACHED")
+    header = ("NAME", "MODEL", "ENCODER", "OUTPUT", "DOWNLOAD", "LICENCE", "CACHED")
     lines = [header] + [(
         r["name"] + (" *" if r["default"] else ""),
-        f"v{r['version']}",
+        r["model"],
         r["encoder"],
-        f"metric 0-{r['max_depth']:g} m" if r["metric"] else "relative",
+        r["output"],
         f"~{_mb(r['download_mb'])}",
         r["licence"] + ("" if r["commercial_use"] else " (non-commercial)"),
         f"yes ({_mb(r['cached_mb'])})" if r["cached"] else "no",
@@ -124,10 +127,9 @@ def convert_command(src: str, dst: str, model_version: str | None, max_depth: fl
 
         model = build_model(checkpoint)
         _check_destination(out, force)  # again: it may have appeared while the source loaded
-        _write_atomically(model, out)
-        cfg = model.config
-        kind = f"metric 0-{cfg.max_depth:g} m" if cfg.metric else "relative"
-        click.echo(f"depthcli: wrote {out}: Depth-Anything V{cfg.version} {cfg.encoder.name}, {kind}, "
+        identity = registry.MODELS.get(src) or registry.identify(src)
+        _write_atomically(model, out, {registry.IDENTITY_KEY: identity.name} if identity else None)
+        click.echo(f"depthcli: wrote {out}: {model.config.describe}, "
                    f"from a {checkpoint.layout}-layout checkpoint", err=True)
         click.echo(str(out))
 
@@ -154,13 +156,14 @@ def _read_source(src: str, version: int | None, max_depth: float | None):  # noq
     return read_checkpoint(resolve_source(src), version=version, max_depth=max_depth)
 
 
-def _write_atomically(model, out: Path) -> None:  # noqa: ANN001 - DepthAnything, imported lazily
-    """Write beside ``out`` and rename over it: readers see the old file or the new, never half."""
+def _write_atomically(model, out: Path, metadata: dict[str, str] | None) -> None:  # noqa: ANN001 - torch module
+    """Write beside ``out`` and rename over it: readers see the old file or the new, never half.
+    ``metadata``: recorded too (the published model it is, so its licence note follows it)."""
     from ..model import save_safetensors
 
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        save_safetensors(model, tmp)
+        save_safetensors(model, tmp, metadata=metadata)
         with open(tmp, "r+b") as f:
             os.fsync(f.fileno())
         os.replace(tmp, out)

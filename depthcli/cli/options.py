@@ -85,8 +85,10 @@ def load_predictor(spec):  # noqa: ANN001, ANN201 - PredictorSpec -> DepthPredic
 
 
 def say_licence(spec) -> None:  # noqa: ANN001 - PredictorSpec
-    """The licence of a non-commercial registry model, once per run, wherever the model runs:
-    here (``load_predictor`` says it) or on Ray's workers (the --ray paths call this)."""
+    """The licence of a non-commercial model, once per run, wherever the model runs: here
+    (``load_predictor`` says it) or on Ray's workers (the --ray paths call this). Registry names,
+    and paths whose identity the registry knows (published file names, the Hugging Face cache,
+    what ``depthcli convert`` recorded)."""
     from ..hub import registry
 
     registry.print_licence_notice(spec.source)

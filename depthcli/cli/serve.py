@@ -79,6 +79,9 @@ def _serve(sock, *, loopback, host, token, queue_size, max_upload, max_pixels, s
     from ..serve.server import run
 
     predictor = load_predictor(spec)  # says the backend's notes itself
+    if predictor.traits.temporal:
+        raise click.UsageError(f"{predictor.config.describe} is a video model: the server answers one image "
+                               f"at a time; serve an image model (e.g. v2-small or da3-small)")
     settings = ServeSettings(
         model=spec.source, token=token, allowed_hosts=LOOPBACK_HOSTS if loopback else None,
         queue=queue_size, max_upload_bytes=max_upload,

@@ -47,6 +47,10 @@ from .signals import terminate_as_interrupt
 @click.option("--fps", "seq_fps", metavar="RATE", default=None,
               help="Frame rate of image-sequence inputs (a folder, frame_%05d.png or a quoted glob): "
                    "24, 23.976 or 24000/1001. Default 24. Videos keep their own timing.")
+@click.option("--temporal", type=click.Choice(["window", "stream"]), default=None,
+              help="Video models (Video Depth Anything, vda-*): window = the original's overlapping 32-frame "
+                   "windows, aligned (each frame final about one window later); stream = one frame at a time "
+                   "against cached states of earlier frames. Default: window for files, stream for live sources.")
 @model_options
 @click.option("--stats", "stats_path", metavar="FILE", help="Write one JSON object per frame (- = stdout).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
@@ -55,7 +59,7 @@ from .signals import terminate_as_interrupt
                    "(start Ray here). Needs pip install 'depthcli[ray]'.")
 @with_handled_errors
 def video_command(inputs, output, fmt, colormap, invert, side_by_side, normalize, frames_fmt, no_video, start,
-                  end, stride, max_frames, codec, crf, no_audio, seq_fps, spec, stats_path,
+                  end, stride, max_frames, codec, crf, no_audio, seq_fps, temporal, spec, stats_path,
                   quiet, ray_address) -> None:  # noqa: ANN001
     """Depth videos: <stem>_depth.mp4 with the input's frame rate, frame count and size.
 
@@ -103,7 +107,7 @@ def video_command(inputs, output, fmt, colormap, invert, side_by_side, normalize
     opts = VideoOptions(output=output, fmt=fmt, colormap=colormap, invert=invert, side_by_side=side_by_side,
                         normalize=normalize, frames_fmt=frames_fmt, no_video=no_video, start=start, end=end,
                         stride=stride, max_frames=max_frames, codec=codec, crf=crf, audio=not no_audio,
-                        fps=seq_fps)
+                        fps=seq_fps, temporal=temporal)
 
     def new_reporter(total: int | None) -> Reporter:
         return Reporter(total=total or 0, unit="frame", quiet=quiet, stats_path=stats_path,

@@ -26,12 +26,15 @@ KEYS_HELP = "q/Esc quit, space pause, s snapshot, c next colormap, r start/stop 
 @click.option("--colormap", default="inferno", show_default=True, metavar="NAME")
 @click.option("--normalize", type=click.Choice(["running", "frame"]), default="running", show_default=True)
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after N frames.")
+@click.option("--temporal", type=click.Choice(["stream", "window"]), default=None,
+              help="Video models (Video Depth Anything, vda-*): stream (default here: each frame at once, "
+                   "against cached states of earlier frames) or window (32-frame windows: a window's latency).")
 @model_options
 @click.option("--stats", "stats_path", metavar="FILE", help="Write one JSON object per frame (- = stdout).")
 @click.option("-q", "--quiet", is_flag=True)
 @with_handled_errors
-def webcam_command(camera, source, no_window, record_path, snapshot_dir, colormap, normalize, max_frames, spec,
-                   stats_path, quiet) -> None:  # noqa: ANN001
+def webcam_command(camera, source, no_window, record_path, snapshot_dir, colormap, normalize, max_frames, temporal,
+                   spec, stats_path, quiet) -> None:  # noqa: ANN001
     """Live depth: input and depth side by side with ms/frame, fps and VRAM.
 
     \b
@@ -61,13 +64,16 @@ def webcam_command(camera, source, no_window, record_path, snapshot_dir, colorma
         except VideoOpenError as e:
             raise CliError(f"{what}: {e}", exit_codes.INPUT) from None
         predictor = load_predictor(spec)
+        if temporal is not None and not predictor.traits.temporal:
+            raise click.UsageError(f"--temporal {temporal} applies to video models (Video Depth Anything, "
+                                   f"e.g. vda-small); this model estimates each frame alone")
         from ..jobs.metadata import model_facts
 
         facts = model_facts(predictor, spec)
         live = source is None or is_url(source) or (source.isdigit() and not Path(source).exists())
         session = _Session(predictor, reader, window=window, colormap=colormap, normalize=normalize,
                            record_path=record_path, snapshot_dir=Path(snapshot_dir), quiet=quiet,
-                           stats_path=stats_path, live=live, facts=facts)
+                           stats_path=stats_path, live=live, facts=facts, temporal=temporal or "stream")
         with terminate_as_interrupt():
             try:
                 session.run(max_frames)
@@ -84,7 +90,7 @@ class _Session:
     """The capture -> depth -> display loop with its keys, recording and snapshots."""
 
     def __init__(self, predictor, reader, *, window, colormap, normalize, record_path, snapshot_dir, quiet,  # noqa: ANN001
-                 stats_path, live, facts: dict | None = None) -> None:
+                 stats_path, live, facts: dict | None = None, temporal: str = "stream") -> None:
         from ..io.render import COLORMAPS, RunningRange
         from .report import Reporter
 
@@ -101,6 +107,7 @@ class _Session:
                                  bar=False)
         self.paused = False
         self.facts = facts  # jobs.metadata.model_facts: recorded in every snapshot
+        self.temporal = temporal  # a video model's mode
         self._last = None  # (frame, prediction, view) of the newest result, for snapshots and pause
 
     def run(self, max_frames: int | None) -> None:
@@ -109,34 +116,49 @@ class _Session:
         frames = LatestFrame(self.reader, drop_stale=self.live)
         if self.record_path is not None:
             self._toggle_recording()
+        from ..runtime.temporal import clip_runner
+
+        # every model through its clip runner: a frame model answers at once, a video model in
+        # streaming mode too (the default here), in window mode a window later
+        runner = clip_runner(self.predictor, self.temporal)
         fps_ema, t_prev, n = None, time.perf_counter(), 0
         try:
             for _, frame in frames:
-                prediction = self.predictor(frame, name=f"frame {n}")
+                results = runner.run([(n, frame, self.predictor.prepare(frame, f"frame {n}"))])
                 n += 1
-                now = time.perf_counter()
-                inst = 1.0 / max(now - t_prev, 1e-6)
-                fps_ema = inst if fps_ema is None else 0.9 * fps_ema + 0.1 * inst
-                t_prev = now
-                view = self._render(frame, prediction.depth_hw)
-                self._last = (frame, prediction, view)
-                self.reporter.done(prediction.stats)
-                if self.recorder is not None:
-                    self.recorder.write(view)
-                if self.window is not None and not self._show(view, prediction.stats, fps_ema):
-                    break
+                for _, shown, prediction in results:
+                    now = time.perf_counter()
+                    inst = 1.0 / max(now - t_prev, 1e-6)
+                    fps_ema = inst if fps_ema is None else 0.9 * fps_ema + 0.1 * inst
+                    t_prev = now
+                    if not self._show_result(shown, prediction, fps_ema):
+                        return
                 if max_frames is not None and n >= max_frames:
                     break
+            for _, shown, prediction in runner.finish():  # a window's last frames
+                if not self._show_result(shown, prediction, fps_ema):
+                    return
         finally:
             frames.stop()
-        if frames.error is not None:
-            click.echo(f"depthcli: capture stopped: {frames.error}", err=True)
+            if frames.error is not None:
+                click.echo(f"depthcli: capture stopped: {frames.error}", err=True)
+
+    def _show_result(self, frame, prediction, fps_ema: float | None) -> bool:  # noqa: ANN001
+        """Render, record and show one frame's depth; False when the user quits."""
+        view = self._render(frame, prediction.depth_hw)
+        self._last = (frame, prediction, view)
+        self.reporter.done(prediction.stats)
+        if self.recorder is not None:
+            self.recorder.write(view)
+        return self.window is None or self._show(view, prediction.stats, fps_ema)
 
     def _render(self, frame, depth):  # noqa: ANN001, ANN202
         from ..io import render as r
+        from ..jobs.metadata import picture_invert
 
         value_range = self.running.update(depth) if self.running is not None else None
-        return r.side_by_side(frame, r.to_color(depth, colormap=self.colormap, value_range=value_range))
+        return r.side_by_side(frame, r.to_color(depth, colormap=self.colormap, value_range=value_range,
+                                                invert=picture_invert(False, self.facts)))
 
     def _overlay(self, stats, fps: float | None) -> list[str]:  # noqa: ANN001
         mem = "VRAM" if stats.mem_kind == "vram" else "RSS"
@@ -171,10 +193,9 @@ class _Session:
         """The newest frame as ``depthcli_<time>_input.png``, ``_depth.png`` (coloured, with the
         metadata that reads it back, as ``depthcli image`` writes it) and ``_depth.npy`` (raw)
         with its ``_depth.json``."""
-        from ..io import render as r
         from ..io.metadata import sidecar_bytes, sidecar_path
         from ..io.writers import write_bytes, write_npy, write_png
-        from ..jobs.image import ImageOptions, encode, metadata
+        from ..jobs.image import ImageOptions, encode, metadata, render
 
         if self._last is None:
             return
@@ -183,8 +204,9 @@ class _Session:
         name = f"{stem.name}_input.png"
         write_png(Path(f"{stem}_input.png"), frame)
         color = ImageOptions(fmt="color", colormap=self.colormap)
-        write_bytes(Path(f"{stem}_depth.png"), encode(r.to_color(prediction.depth_hw, colormap=self.colormap), color,
-                                                      metadata(self.facts, prediction, color, name=name)))
+        picture = render(frame, prediction.depth_hw, color, facts=self.facts)  # as `depthcli image` draws it
+        meta = metadata(self.facts, prediction, color, name=name)
+        write_bytes(Path(f"{stem}_depth.png"), encode(picture, color, meta))
         npy = Path(f"{stem}_depth.npy")
         write_npy(npy, prediction.depth_hw)
         write_bytes(sidecar_path(npy), sidecar_bytes(metadata(self.facts, prediction, ImageOptions(fmt="npy"),

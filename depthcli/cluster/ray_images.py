@@ -138,7 +138,7 @@ class DepthWriter:
         from ..runtime.loading import build_predictor
 
         self.predictor = build_predictor(spec)
-        check_options(self.opts, metric=self.predictor.config.metric)
+        check_options(self.opts, self.predictor.traits)
         self.facts = model_facts(self.predictor, spec)
 
     def __call__(self, table):  # noqa: ANN001, ANN204 - pyarrow.Table -> pyarrow.Table

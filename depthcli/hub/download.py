@@ -5,7 +5,9 @@ huggingface_hub does the work (and reads ``HF_ENDPOINT``, ``HF_HOME``, ``HF_HUB_
 
 - the cache is tried first, so a cached model costs no network request at all (not even the
   HEAD that ``hf_hub_download`` would send to look for a newer revision);
-- only ``config.json`` and ``model.safetensors`` are fetched, never pickled weights;
+- only the entry's files are fetched: ``config.json`` and ``model.safetensors``, never pickled
+  weights, except Video Depth Anything's, published only as its original ``.pth`` (read
+  without unpickling objects: ``model/archive.py``);
 - every failure becomes one :class:`DownloadError` line that says what to do next.
 
 huggingface_hub writes each file to a unique ``*.incomplete`` file and renames it into the
@@ -19,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..model.errors import CheckpointError
-from .registry import FILES, REVISION, ModelEntry, cached_snapshot, get_entry, licence_notice
+from .registry import REVISION, ModelEntry, cached_snapshot, get_entry, licence_notice
 
 __all__ = ["DownloadError", "fetch_model", "licence_notice"]
 
@@ -29,7 +31,8 @@ class DownloadError(CheckpointError):
 
 
 def fetch_model(name: str, *, progress: bool = True) -> Path:
-    """The local snapshot folder (config.json + model.safetensors) of registry model ``name``.
+    """The local snapshot folder (the entry's ``files``) of registry model ``name``; for a model
+    published as one file (Video Depth Anything's ``.pth``), that file.
 
     Downloads what is missing, with a progress bar on stderr when ``progress`` and stderr is
     a terminal (``TQDM_POSITION=-1`` forces it, ``HF_HUB_DISABLE_PROGRESS_BARS=1`` hides it).
@@ -40,12 +43,18 @@ def fetch_model(name: str, *, progress: bool = True) -> Path:
         raise DownloadError(e.args[0]) from None
     cached = cached_snapshot(name)
     if cached is not None:
-        return cached
-    first, *rest = FILES
+        return _checkpoint_path(entry, cached)
+    first, *rest = entry.files
     snapshot = _fetch_file(entry, first, REVISION, progress).parent  # .../snapshots/<commit>
     for filename in rest:  # pinned to the config's commit, even if the branch moves meanwhile
         _fetch_file(entry, filename, snapshot.name, progress)
-    return snapshot
+    return _checkpoint_path(entry, snapshot)
+
+
+def _checkpoint_path(entry: ModelEntry, snapshot: Path) -> Path:
+    """What depthcli reads: the snapshot folder, or its one weights file (a ``.pth``, whose name
+    says the family and metric-ness)."""
+    return snapshot / entry.files[0] if len(entry.files) == 1 else snapshot
 
 
 def _fetch_file(entry: ModelEntry, filename: str, revision: str, progress: bool) -> Path:

@@ -18,6 +18,7 @@ import numpy as np
 from ..io.images import DEFAULT_MAX_PIXELS, ImageReadError, read_image
 from ..io.inputs import InputItem, suffixed_stem
 from ..io.writers import OutputError
+from ..model.configs import INVERSE_DEPTH
 from ..runtime.oom import free_device_memory, is_out_of_memory
 
 FORMATS = {"color": "png", "gray": "png", "gray16": "png", "npy": "npy", "exr": "exr",
@@ -54,17 +55,23 @@ class ImageOptions:
     depth_shift: float = 0.0
 
 
-def check_options(opts: ImageOptions, *, metric: bool) -> None:
-    """Refuse what this model cannot give: a point cloud needs depth, and a relative model's
-    output is inverse depth up to an unknown scale and shift, so only an explicit conversion
-    (``--depth-scale``/``--depth-shift``) makes one."""
-    if opts.fmt == "ply" and not metric and opts.depth_scale is None:
+def check_options(opts: ImageOptions, traits) -> None:  # noqa: ANN001 - model.configs.Traits
+    """Refuse what this model cannot give (``traits``: the model's, see ``model/configs.py``): a
+    clip model has no depth for one image alone; a point cloud needs depth, and a relative
+    model's output is known only up to an unknown scale and shift, so only an explicit
+    conversion (``--depth-scale``/``--depth-shift``) makes one."""
+    if traits.temporal:
+        raise ImageUsageError("this is a video model (Video Depth Anything): it estimates depth over a clip's "
+                              "frames; use `depthcli video` or `depthcli webcam`, or an image model such as v2-small")
+    if opts.fmt == "ply" and not traits.metric and opts.depth_scale is None:
+        convert = ("depth = 1 / (scale * d + shift)" if traits.kind == INVERSE_DEPTH
+                   else "depth = scale * d + shift")
         raise ImageUsageError(
-            "--format ply needs metric depth: this is a relative model (inverse depth up to an unknown "
-            "scale and shift); use a metric model (e.g. v2-metric-indoor-small) or give --depth-scale "
-            "(and --depth-shift) to convert: depth = 1 / (scale * d + shift)")
-    if metric and (opts.depth_scale is not None or opts.depth_shift):
-        raise ImageUsageError("--depth-scale/--depth-shift convert a relative model's inverse depth; "
+            f"--format ply needs metric depth: this is a relative model ({traits.kind} up to an unknown "
+            f"scale and shift); use a metric model (e.g. v2-metric-indoor-small) or give --depth-scale "
+            f"(and --depth-shift) to convert: {convert}")
+    if traits.metric and (opts.depth_scale is not None or opts.depth_shift):
+        raise ImageUsageError("--depth-scale/--depth-shift convert a relative model's output; "
                               "this metric model already gives metres")
 
 
@@ -160,19 +167,29 @@ def camera_for(item: InputItem, image_hw: tuple[int, int], opts: ImageOptions): 
     return pinhole_camera(h, w, focal_px=opts.focal_px, fov_deg=opts.fov_deg, exif_focal=exif)
 
 
-def point_depth(depth_hw: np.ndarray, opts: ImageOptions) -> np.ndarray:
-    """The z of a point cloud: the model's metres, or ``1 / (scale * d + shift)`` for a relative
-    model's inverse depth ``d`` (pixels where that is not finite and positive are dropped)."""
+def point_depth(depth_hw: np.ndarray, opts: ImageOptions, kind: str = INVERSE_DEPTH) -> np.ndarray:
+    """The z of a point cloud: the model's metres; for a relative model, ``1 / (scale * d +
+    shift)`` of its inverse depth ``d``, or ``scale * d + shift`` of its relative depth (DA3)
+    (pixels where that is not finite and positive are dropped)."""
     if opts.depth_scale is None:
         return depth_hw
+    affine = np.float64(opts.depth_scale) * depth_hw + opts.depth_shift
+    if kind != INVERSE_DEPTH:
+        return affine.astype(np.float32)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        return (1.0 / (np.float64(opts.depth_scale) * depth_hw + opts.depth_shift)).astype(np.float32)
+        return (1.0 / affine).astype(np.float32)
 
 
-def render(image_bgr: np.ndarray, depth_hw: np.ndarray, opts: ImageOptions, camera=None) -> np.ndarray:  # noqa: ANN001
+def render(image_bgr: np.ndarray, depth_hw: np.ndarray, opts: ImageOptions, camera=None,  # noqa: ANN001
+           facts: dict | None = None) -> np.ndarray:
     """The array to write for one image: float32 depth for npy/exr, the vertices for ply (with
-    ``camera``, else one from the options alone), uint8/uint16 pictures otherwise."""
+    ``camera``, else one from the options alone), uint8/uint16 pictures otherwise (near bright
+    whatever the model's kind, ``facts["kind"]``: ``metadata.picture_invert``)."""
     from ..io import render as r
+    from .metadata import picture_invert
+
+    kind = (facts or {}).get("kind", INVERSE_DEPTH)
+    invert = picture_invert(opts.invert, facts)
 
     if opts.fmt in ("npy", "exr"):
         return depth_hw
@@ -182,11 +199,11 @@ def render(image_bgr: np.ndarray, depth_hw: np.ndarray, opts: ImageOptions, came
 
         h, w = depth_hw.shape
         cam = camera or pinhole_camera(h, w, focal_px=opts.focal_px, fov_deg=opts.fov_deg)
-        return point_cloud(point_depth(depth_hw, opts), r.to_bgr8(image_bgr), cam)
+        return point_cloud(point_depth(depth_hw, opts, kind), r.to_bgr8(image_bgr), cam)
     if opts.fmt == "gray16":
-        return r.to_gray16(depth_hw, invert=opts.invert)
-    picture = r.to_gray8(depth_hw, invert=opts.invert) if opts.fmt == "gray" else r.to_color(
-        depth_hw, colormap=opts.colormap, invert=opts.invert)
+        return r.to_gray16(depth_hw, invert=invert)
+    picture = r.to_gray8(depth_hw, invert=invert) if opts.fmt == "gray" else r.to_color(
+        depth_hw, colormap=opts.colormap, invert=invert)
     return r.side_by_side(image_bgr, picture) if opts.side_by_side else picture
 
 
@@ -194,7 +211,7 @@ def metadata(facts: dict | None, prediction, opts: ImageOptions, *, name: str | 
              camera=None) -> dict:  # noqa: ANN001
     """The JSON object recorded with one image's output: the run's ``facts``
     (``jobs.metadata.model_facts``), the sizes, and how to read the values back."""
-    from .metadata import value_metadata
+    from .metadata import picture_invert, value_metadata
 
     depth_hw, stats = prediction.depth_hw, prediction.stats
     meta = dict(facts or {})
@@ -202,8 +219,10 @@ def metadata(facts: dict | None, prediction, opts: ImageOptions, *, name: str | 
                  "network_hw": list(stats.processed_hw)})
     if opts.fmt == "ply":
         meta["points"] = "one per pixel with finite depth > 0; x right, y down, z forward (OpenCV camera)"
+        conversion = ("1 / (scale * d + shift)" if meta.get("kind", INVERSE_DEPTH) == INVERSE_DEPTH
+                      else "scale * d + shift")
         meta["z"] = ("model output (metres)" if opts.depth_scale is None else
-                     f"depth = 1 / (scale * d + shift), d the model output; scale = {opts.depth_scale:g}, "
+                     f"depth = {conversion}, d the model output; scale = {opts.depth_scale:g}, "
                      f"shift = {opts.depth_shift:g}")
         if opts.depth_scale is not None:
             meta["depth_scale"], meta["depth_shift"] = opts.depth_scale, opts.depth_shift
@@ -211,7 +230,8 @@ def metadata(facts: dict | None, prediction, opts: ImageOptions, *, name: str | 
             meta["camera"] = camera.to_dict()
         meta["unproject"] = "x = (col + 0.5 - cx) * z / fx, y = (row + 0.5 - cy) * z / fy"
     else:
-        meta.update(value_metadata(depth_hw, opts.fmt, invert=opts.invert, colormap=opts.colormap))
+        meta.update(value_metadata(depth_hw, opts.fmt, invert=picture_invert(opts.invert, facts),
+                                   colormap=opts.colormap))
         if opts.side_by_side:
             meta["layout"] = "side by side: the input on the left, the depth on the right (same size)"
     return meta
@@ -274,7 +294,7 @@ def finish(item: InputItem, image_bgr: np.ndarray, prediction, opts: ImageOption
     if name is None:
         name = item.relative.as_posix() if item.source else "-"
     meta = metadata(facts, prediction, opts, name=name, camera=cam)
-    return encode(render(image_bgr, prediction.depth_hw, opts, camera=cam), opts, meta), meta
+    return encode(render(image_bgr, prediction.depth_hw, opts, camera=cam, facts=facts), opts, meta), meta
 
 
 # ------------------------------------------------------------------------------- a batch

@@ -14,7 +14,8 @@ import numpy as np
 
 from .._version import __version__
 from ..model.configs import INVERSE_DEPTH as RELATIVE  # noqa: F401 - the kinds, as outputs record them
-from ..model.configs import METRIC_DEPTH as METRIC  # noqa: F401
+from ..model.configs import METRIC_DEPTH as METRIC
+from ..model.configs import RELATIVE_DEPTH
 
 LEVELS = {"gray16": 65535, "gray": 255, "color": 255}  # the quantised formats' top level
 
@@ -48,6 +49,15 @@ def model_facts(predictor, spec) -> dict:  # noqa: ANN001 - DepthPredictor, Pred
         "max_side": spec.max_side,
     })
     return facts
+
+
+def picture_invert(invert: bool, facts: dict | None) -> bool:
+    """Whether a picture (colour, gray, gray16) maps values to brightness reversed. Pictures show
+    near as bright for every model, so they look alike across families: a model whose values
+    grow with distance (relative depth, metres) is drawn reversed, inverse depth as it is, and
+    ``--invert`` flips either. The metadata records the resulting ``invert``."""
+    far_is_larger = (facts or {}).get("kind") in (RELATIVE_DEPTH, METRIC)
+    return bool(invert) != far_is_larger
 
 
 def _local_path(source: str) -> Path | None:

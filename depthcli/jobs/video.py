@@ -53,6 +53,7 @@ class VideoOptions:
     crf: int | None = None  # None: io.av_video.DEFAULT_CRF
     audio: bool = True  # carry the source's sound over (copied, or re-encoded as AAC)
     fps: str | None = None  # image sequences only: their frame rate (default 24)
+    temporal: str | None = None  # clip models: window | stream; None: window for files, stream for live sources
     stem: str | None = None  # what the outputs are named after (<stem>_depth.mp4); None: the input
 
 
@@ -77,6 +78,7 @@ class VideoRecord:
         self.facts, self.opts, self.name, self.fps, self.input_hw = facts or {}, opts, name, fps, input_hw
         self.network_hw: list[int] | None = None
         self.ranges: list[list[float]] = []  # [frame index, min, max] per video frame
+        self.temporal: str | None = None  # a clip model's mode (window, stream)
 
     def add_range(self, index: int, depth, value_range: tuple[float, float] | None) -> None:  # noqa: ANN001
         from .metadata import value_range as own_range
@@ -98,14 +100,16 @@ class VideoRecord:
         return meta
 
     def to_dict(self, video_name: str | None, frames_dir: str | None) -> dict:
-        from .metadata import LEVELS
+        from .metadata import LEVELS, picture_invert
 
         opts = self.opts
         meta = {**self.facts, "format": "video", "input": self.name, "input_hw": list(self.input_hw),
                 "network_hw": self.network_hw, "fps": self.fps, "start": opts.start, "end": opts.end,
                 "stride": opts.stride}
+        if self.temporal is not None:
+            meta["temporal"] = self.temporal
         if video_name is not None:
-            inv = opts.invert
+            inv = picture_invert(opts.invert, self.facts)
             meta["video"] = {
                 "file": video_name, "format": opts.fmt, "fps": self.fps / opts.stride,
                 "colormap": opts.colormap if opts.fmt == "color" else None, "invert": inv,
@@ -176,10 +180,16 @@ def run_video(path: str, predictor, opts: VideoOptions, *, new_reporter: Callabl
     ``facts`` (``jobs.metadata.model_facts``) go into ``<stem>_depth.json`` beside the video,
     with the value range each video frame was coloured with, and into every PNG/EXR frame.
     """
-    output, fmt, colormap, invert, side_by_side = opts.output, opts.fmt, opts.colormap, opts.invert, opts.side_by_side
+    from .metadata import picture_invert
+
+    output, fmt, colormap, side_by_side = opts.output, opts.fmt, opts.colormap, opts.side_by_side
+    invert = picture_invert(opts.invert, facts)  # near bright for every model
     normalize, frames_fmt, no_video, start, end = opts.normalize, opts.frames_fmt, opts.no_video, opts.start, opts.end
     stride, max_frames = opts.stride, opts.max_frames
 
+    if opts.temporal is not None and not predictor.traits.temporal:
+        raise VideoUsageError(f"--temporal {opts.temporal} applies to video models (Video Depth Anything, "
+                              f"e.g. vda-small); this model estimates each frame alone")
     src = Path(path)
     out_dir = Path(output) if output else (src.parent if src.exists() else Path.cwd())
     stem = src.stem if src.exists() else re.sub(r"\W+", "_", path).strip("_")[-40:] or "stream"
@@ -231,6 +241,11 @@ def run_video(path: str, predictor, opts: VideoOptions, *, new_reporter: Callabl
         kind = {"npy": "npy", "exr": "exr"}.get(frames_fmt, "png")
         frame_writer = FrameDirWriter(out_dir / f"{stem}_depth_frames", stem, kind)
     record = VideoRecord(facts, opts, src.name if src.exists() else path, fps, (h, w))
+    temporal = None
+    if predictor.traits.temporal:
+        from ..io.video import is_url
+
+        temporal = record.temporal = opts.temporal or ("stream" if is_url(path) else "window")
     time_of = getattr(reader, "time_of", None)  # each frame's source timestamp (PyAV, sequences)
 
     def sink(index: int, frame, prediction) -> None:  # noqa: ANN001
@@ -255,7 +270,7 @@ def run_video(path: str, predictor, opts: VideoOptions, *, new_reporter: Callabl
     interrupted, result, write_error, closed, sidecar_failed = False, None, None, True, False
     try:
         result = stream_depth(frame_range(reader, first, stop_at, stride, max_frames), predictor, sink,
-                              on_frame=reporter.done)
+                              on_frame=reporter.done, temporal=temporal)
     except KeyboardInterrupt:
         interrupted = True
     except OutputError as e:

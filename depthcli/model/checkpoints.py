@@ -305,14 +305,18 @@ def build_model(checkpoint: Checkpoint) -> DepthAnything | VideoDepthAnything:
     return model.eval()
 
 
-def save_safetensors(model: DepthAnything | VideoDepthAnything, path: str | Path) -> None:
-    """Write depthcli's own format: safetensors plus the metadata that makes it self-describing."""
+def save_safetensors(model: DepthAnything | VideoDepthAnything, path: str | Path, *,
+                     metadata: dict[str, str] | None = None) -> None:
+    """Write depthcli's own format: safetensors plus the metadata that makes it self-describing
+    (and ``metadata``, e.g. the published model it is)."""
     from safetensors.torch import save_file
 
     cfg = model.config
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    extra = dict(metadata or {})
     if isinstance(cfg, VDAConfig):
-        save_file(state, str(path), metadata={"format": METADATA_FORMAT, **vda_checkpoint.save_metadata(cfg)})
+        save_file(state, str(path), metadata={"format": METADATA_FORMAT, **vda_checkpoint.save_metadata(cfg),
+                                              **extra})
         return
     meta = {
         "format": METADATA_FORMAT,
@@ -321,6 +325,7 @@ def save_safetensors(model: DepthAnything | VideoDepthAnything, path: str | Path
         "depthcli.num_heads": str(cfg.encoder.num_heads),
         "depthcli.taps": ",".join(map(str, cfg.taps)),
         "depthcli.max_depth": "" if cfg.max_depth is None else repr(cfg.max_depth),
+        **extra,
     }
     save_file(state, str(path), metadata=meta)
 

@@ -115,6 +115,8 @@ def build_predictor(spec: PredictorSpec):  # noqa: ANN201 - DepthPredictor
 
         net = load_model(path, version=spec.model_version, device="cpu", dtype="fp32")
         configure_threads(dev)
+        if net.config.traits.temporal:  # clip models run on torch until their graphs convert
+            return _torch_predictor(net, notes, sizes)
         try:
             sha256 = checkpoint_sha256(path)
             backend = backend_for_model(net, precision=precision or "fp32", weights_sha256=sha256)
@@ -138,7 +140,19 @@ def build_predictor(spec: PredictorSpec):  # noqa: ANN201 - DepthPredictor
             return predictor
     net = load_model(path, version=spec.model_version, device=dev, dtype=dtype)
     configure_threads(dev)
-    predictor = DepthPredictor(net, **sizes)
+    return _torch_predictor(net, notes, sizes)
+
+
+def _torch_predictor(net: Any, notes: list[str], sizes: dict[str, Any]):  # noqa: ANN202
+    """The torch model's predictor: per image, or per clip for a temporal family."""
+    from .predictor import DepthPredictor
+
+    if net.config.traits.temporal:
+        from .temporal import TemporalPredictor
+
+        predictor = TemporalPredictor(net, **sizes)
+    else:
+        predictor = DepthPredictor(net, **sizes)
     predictor.notes[:0] = notes
     return predictor
 

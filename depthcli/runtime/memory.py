@@ -48,15 +48,17 @@ class InsufficientMemoryError(MemoryError):
     """The forward pass for this input would not fit; one-line message with the numbers."""
 
 
-def forward_bytes(h: int, w: int, encoder: EncoderConfig, dtype: str, device: str) -> int:
+def forward_bytes(h: int, w: int, encoder: EncoderConfig, dtype: str, device: str, frames: int = 1) -> int:
     """Estimated peak activation memory of one forward pass on an H x W network input
-    (``dtype`` "float32"/"bfloat16"/"float16", ``device`` "cpu"/"cuda:0"/...)."""
+    (``dtype`` "float32"/"bfloat16"/"float16", ``device`` "cpu"/"cuda:0"/...). ``frames``: a
+    clip model's head sees that many frames at once (Video Depth Anything's window: 32); its
+    encoder still runs frame by frame."""
     e = ELEMENT_BYTES.get(str(dtype).removeprefix("torch."), 4)
     tokens = (h // PATCH_SIZE) * (w // PATCH_SIZE) + 1
     enc = ENCODER_FACTOR * tokens * encoder.embed_dim
     if str(device).startswith("cpu") and e == 2:  # the query-chunked attention kernel (model/dinov2/attention.py)
         enc += 2 * encoder.num_heads * CHUNK_QUERIES * tokens
-    head = (HEAD_FEATURE_FACTOR * encoder.features + HEAD_EXTRA) * h * w
+    head = (HEAD_FEATURE_FACTOR * encoder.features + HEAD_EXTRA) * h * w * frames
     return int((enc + head) * e)
 
 
@@ -89,11 +91,11 @@ def device_available_bytes(device: str) -> int | None:
     return None  # MPS shares host memory: the host figure applies
 
 
-def check_fits(h: int, w: int, encoder: EncoderConfig, dtype: str, device: str) -> None:
+def check_fits(h: int, w: int, encoder: EncoderConfig, dtype: str, device: str, frames: int = 1) -> None:
     """Raise ``InsufficientMemoryError`` when an H x W network input clearly cannot fit."""
-    if h * w <= ALWAYS_ALLOWED_PIXELS or os.environ.get(ENV_SWITCH, "1") == "0":
+    if h * w * frames <= ALWAYS_ALLOWED_PIXELS or os.environ.get(ENV_SWITCH, "1") == "0":
         return
-    forward, pre = forward_bytes(h, w, encoder, dtype, device), preprocess_bytes(h, w)
+    forward, pre = forward_bytes(h, w, encoder, dtype, device, frames), preprocess_bytes(h, w)
     if str(device).startswith("cuda"):
         checks = [(forward, device_available_bytes(device), f"{device} memory"), (pre, host_available_bytes(), "RAM")]
     else:

@@ -68,6 +68,11 @@ class DepthPredictor:
         self.notes: list[str] = list(backend.notes)  # one-line messages for the user, said once
 
     @property
+    def frames_at_once(self) -> int:
+        """Frames the network sees in one forward (a clip model's window), for the memory check."""
+        return getattr(self.config, "max_frames", 1) if self.traits.temporal else 1
+
+    @property
     def backend_name(self) -> str:
         return self.backend.name
 
@@ -79,7 +84,7 @@ class DepthPredictor:
         """Raise ``memory.InsufficientMemoryError`` (a MemoryError) if an image this size cannot
         be run at this predictor's --size/--max-side; see ``runtime/memory.py`` for the rule."""
         nh, nw = processed_size(image_h, image_w, self.size, self.max_side, self.traits)
-        check_fits(nh, nw, self.config.encoder, self.dtype, self.device)
+        check_fits(nh, nw, self.config.encoder, self.dtype, self.device, self.frames_at_once)
 
     def prepare(self, image_bgr: np.ndarray, name: str = "image", *, focal_px: float | None = None) -> Prepared:
         """``focal_px``: the photo's focal length in pixels, for models whose metres depend on it

@@ -208,11 +208,11 @@ class WindowRun(_Run):
 
     def _run(self, window: Window) -> list[Result]:
         t0 = time.perf_counter()
-        first = self._frames[window.frames[0]][2]
-        grid_hw = (first.input_bchw.shape[-2] // PATCH_SIZE, first.input_bchw.shape[-1] // PATCH_SIZE)
+        newest = self._frames[window.last_frame][2]  # older frames may be final (emitted) already
+        grid_hw = (newest.input_bchw.shape[-2] // PATCH_SIZE, newest.input_bchw.shape[-1] // PATCH_SIZE)
         depth_thw = self.backend.decode_window([self._features[p] for p in window.frames], grid_hw)
         t1 = time.perf_counter()
-        upsampled = [self._upsample(d, first.image_hw) for d in depth_thw]
+        upsampled = [self._upsample(d, newest.image_hw) for d in depth_thw]
         final = self.aligner.add(window, upsampled)
         t2 = time.perf_counter()
         refed = {window.frames[p] for p in window.refed}

@@ -103,8 +103,7 @@ def create_app(predictor, settings: ServeSettings) -> Starlette:  # noqa: ANN001
     async def depth(request: Request) -> Response:
         t0 = time.perf_counter()
         try:
-            opts = parse_options(request.query_params.multi_items(), settings.max_pixels,
-                                 metric=predictor.config.metric)
+            opts = parse_options(request.query_params.multi_items(), settings.max_pixels, predictor.traits)
         except ApiError as e:
             return error_response(e.status, str(e), e.headers)
         if not admission.try_enter():
@@ -276,7 +275,8 @@ def _host_port(origin: str) -> str:
 
 
 # ------------------------------------------------------------------------------- requests
-def parse_options(items: list[tuple[str, str]], max_pixels: int | None, *, metric: bool) -> image_job.ImageOptions:
+def parse_options(items: list[tuple[str, str]], max_pixels: int | None,
+                  traits: Any) -> image_job.ImageOptions:  # traits: model.configs.Traits
     """The query string as ``ImageOptions`` (the names of ``depthcli image``'s options); a bad or
     unknown parameter, or a combination this model cannot give, is a 400."""
     from ..io.render import COLORMAPS
@@ -321,7 +321,7 @@ def parse_options(items: list[tuple[str, str]], max_pixels: int | None, *, metri
     opts = image_job.ImageOptions(fmt=fmt, colormap=colormap, invert=flags["invert"],
                                   side_by_side=flags["side_by_side"], max_pixels=max_pixels, **extra)
     try:
-        image_job.check_options(opts, metric=metric)
+        image_job.check_options(opts, traits)
     except image_job.ImageUsageError as e:
         raise ApiError(400, str(e).replace("--", "")) from None  # the CLI's words, as query names
     return opts
@@ -450,6 +450,7 @@ def _info(predictor, settings: ServeSettings) -> dict[str, Any]:  # noqa: ANN001
         "metric": config.metric,
         "max_depth": config.max_depth,
         "kind": config.traits.kind,
+        "traits": config.traits.to_dict(),
         "unit": _unit(config),
         "backend": getattr(predictor, "backend_name", "torch"),
         "device": str(predictor.device),
