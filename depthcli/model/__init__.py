@@ -16,6 +16,7 @@ _LAZY = {
     "save_safetensors": ".checkpoints",
     "ENCODERS": ".configs", "EncoderConfig": ".configs", "ModelConfig": ".configs", "Traits": ".configs",
     "DepthAnything": ".depth_anything",
+    "DepthAnything3": ".depth_anything_3.model", "DA3Config": ".depth_anything_3.config",
 }
 
 __all__ = ["CheckpointError", *_LAZY]
