@@ -333,6 +333,13 @@ def test_used_tensor_missing_or_misshaped(real: RealPresets, tmp_path: Path, dam
     assert "head.depth.conv2.weight" in message and "da3-small" in message
 
 
+def test_v1_v2_options_refused(real: RealPresets) -> None:
+    _, folder = real.get("da3-small")
+    for option in ({"version": 2}, {"max_depth": 20.0}):
+        with pytest.raises(CheckpointError, match="Depth-Anything V1/V2 checkpoints only"):
+            read_checkpoint(folder, **option)
+
+
 def _signature_only_state(width: int = 1024, blocks: int = 24) -> dict[str, torch.Tensor]:
     """Enough of a DA3MONO/METRIC-LARGE state dict for the preset to be read from the tensors."""
     state = {"model.backbone.pretrained.cls_token": torch.zeros(1, 1, width),
