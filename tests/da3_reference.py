@@ -14,12 +14,14 @@ range and about a quarter of the pixels sky), as the parity harness does.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib.abc
 import importlib.machinery
 import io
 import json
 import os
+import shutil
 import sys
 import tarfile
 import tempfile
@@ -112,6 +114,7 @@ def original_da3() -> types.ModuleType:
     for dep in ("addict", "omegaconf", "einops", "huggingface_hub"):
         pytest.importorskip(dep, reason=f"the original Depth Anything 3 code needs {dep}")
     root = Path(tempfile.mkdtemp(prefix="depthcli-da3-original-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)  # imported modules stay loaded
     with tarfile.open(snap) as tf:
         tf.extractall(root, filter="data")
     sys.path.insert(0, str(root / "src"))
