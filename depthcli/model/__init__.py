@@ -17,6 +17,7 @@ _LAZY = {
     "ENCODERS": ".configs", "EncoderConfig": ".configs", "ModelConfig": ".configs", "Traits": ".configs",
     "DepthAnything": ".depth_anything",
     "VDAConfig": ".video_depth_anything.config", "VideoDepthAnything": ".video_depth_anything.model",
+    "DepthAnything3": ".depth_anything_3.model", "DA3Config": ".depth_anything_3.config",
 }
 
 __all__ = ["CheckpointError", *_LAZY]

@@ -12,7 +12,14 @@ What is read from where:
   ``*metric_hypersim*`` / ``*metric_vkitti*`` are the 20 m / 80 m metric models);
   an explicit ``version=`` / ``max_depth=`` wins over all of them;
 - Video Depth Anything: its keys (motion modules; ``video_depth_anything/checkpoint.py``) or
-  depthcli metadata, metric-ness from the metadata or the name (``metric_video_depth_anything_*``).
+  depthcli metadata, metric-ness from the metadata or the name (``metric_video_depth_anything_*``);
+- Depth Anything 3 (``depth_anything_3/checkpoint.py``): its Hub folder or ``.safetensors``
+  file, the preset from ``config.json``'s ``model_name`` or the tensors; depthcli's own files
+  say ``family`` and the whole config in their metadata.
+
+A safetensors file written by ``safetensors.torch.save_model`` (the Hugging Face Hub mixin)
+stores a tensor shared under several names once and lists the dropped names in its metadata
+(``{dropped: kept}``): they are put back, as the same tensor, when read.
 """
 from __future__ import annotations
 
@@ -30,12 +37,14 @@ from . import checkpoint_keys as keys
 from .archive import ArchiveError, inspect_archive, is_torch_zip
 from .checkpoint_files import weight_files
 from .configs import METRIC_MAX_DEPTH, ModelConfig, encoder_for_shapes
-from .depth_anything import DepthAnything
+from .depth_anything_3 import checkpoint as da3_checkpoint
+from .depth_anything_3.config import FAMILY as DA3_FAMILY
+from .depth_anything_3.config import DA3Config
 from .errors import CheckpointError
+from .families import network_class
 from .video_depth_anything import checkpoint as vda_checkpoint
 from .video_depth_anything.config import FAMILY as VDA_FAMILY
 from .video_depth_anything.config import VDAConfig
-from .video_depth_anything.model import VideoDepthAnything
 
 METADATA_FORMAT = "depthcli"
 MAX_KEYS_SHOWN = 4
@@ -44,9 +53,9 @@ MAX_KEYS_SHOWN = 4
 @dataclass
 class Checkpoint:
     state: dict[str, torch.Tensor]  # depthcli names
-    config: ModelConfig | VDAConfig
+    config: ModelConfig | DA3Config | VDAConfig  # the family's config (model/families.py)
     source: str
-    layout: str  # "original", "transformers" or "depthcli"
+    layout: str  # "original", "transformers", "depthcli" or "da3" (the Depth Anything 3 layout)
 
 
 # ----------------------------------------------------------------------------------- reading
@@ -108,11 +117,17 @@ def _load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
         raise
     except Exception as e:  # noqa: BLE001 - SafetensorError, OSError, ValueError, ... for a corrupt file
         raise CheckpointError(f"{path.name}: not a readable safetensors file ({_torch_reason(e)})") from e
-    return state, meta
+    return _with_shared_names(state, meta), meta
+
+
+def _with_shared_names(state: dict[str, torch.Tensor], meta: dict[str, str]) -> dict[str, torch.Tensor]:
+    """The names ``save_model`` dropped for shared tensors (metadata ``{dropped: kept}``), back."""
+    aliases = {k: v for k, v in meta.items() if k not in state and v in state}
+    return {**state, **{dropped: state[kept] for dropped, kept in aliases.items()}} if aliases else state
 
 
 def _read_directory(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """A transformers model folder or hub snapshot: config.json + weights."""
+    """A transformers model folder or hub snapshot (Depth Anything 3's too): config.json + weights."""
     cfg_file = path / "config.json"
     try:
         config = json.loads(cfg_file.read_text()) if cfg_file.exists() else {}
@@ -251,6 +266,8 @@ def read_checkpoint(source: str | Path, *, version: int | None = None,
     name = path.name
     if path.is_dir():
         raw, config = _read_directory(path)
+        if da3_checkpoint.recognise(raw.keys(), config):
+            return _read_da3(raw, config, path, version=version, max_depth=max_depth)
         if config.get("model_type") == "depth_anything" or "backbone_config" in config:
             meta = _transformers_meta(config)
         elif "encoder" in config:  # the V1 hub repos: PyTorchModelHubMixin config + original keys
@@ -258,6 +275,8 @@ def read_checkpoint(source: str | Path, *, version: int | None = None,
         name = str(path)  # hub snapshot folders carry the repo name higher up
     elif path.suffix == ".safetensors":
         raw, file_meta = _load_safetensors(path)
+        if file_meta.get("format") == METADATA_FORMAT and file_meta.get("depthcli.family") == DA3_FAMILY:
+            return _read_depthcli_da3(raw, file_meta, path, version=version, max_depth=max_depth)
         if file_meta.get("format") == METADATA_FORMAT:
             meta = {k.split(".", 1)[1]: v for k, v in file_meta.items() if k.startswith("depthcli.")}
             if meta.get("taps"):
@@ -267,6 +286,8 @@ def read_checkpoint(source: str | Path, *, version: int | None = None,
     else:
         raw = _load_pickle_safely(path)
     state = _only_tensors(raw, path.name)
+    if da3_checkpoint.recognise(state.keys(), None):
+        return _read_da3(state, _sibling_config(path), path, version=version, max_depth=max_depth)
     layout = _layout(state, path.name)
     if meta.get("family") == VDA_FAMILY or vda_checkpoint.recognise(state, name):
         vda_config, state = vda_checkpoint.read(state, name, path.name, meta=meta)
@@ -276,13 +297,43 @@ def read_checkpoint(source: str | Path, *, version: int | None = None,
     return Checkpoint(state=state, config=config, source=str(path), layout=layout)
 
 
-def build_model(checkpoint: Checkpoint) -> DepthAnything | VideoDepthAnything:
+def _no_v1_v2_options(path: Path, version: int | None, max_depth: float | None) -> None:
+    if version is not None or max_depth is not None:
+        raise CheckpointError(f"{path.name}: a Depth Anything 3 model: version and max_depth apply to "
+                              f"Depth-Anything V1/V2 checkpoints only")
+
+
+def _sibling_config(path: Path) -> dict | None:
+    """The config.json beside a single Depth Anything 3 weight file (its Hub folder), if any."""
+    try:
+        config = json.loads((path.parent / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return config if isinstance(config, dict) and "model_name" in config else None
+
+
+def _read_da3(raw: dict, config: dict | None, path: Path, *, version: int | None,
+              max_depth: float | None) -> Checkpoint:
+    _no_v1_v2_options(path, version, max_depth)
+    cfg, state = da3_checkpoint.read(_only_tensors(raw, path.name), config, str(path))
+    return Checkpoint(state=state, config=cfg, source=str(path), layout="da3")
+
+
+def _read_depthcli_da3(raw: dict, file_meta: dict[str, str], path: Path, *, version: int | None,
+                       max_depth: float | None) -> Checkpoint:
+    _no_v1_v2_options(path, version, max_depth)
+    try:
+        cfg = DA3Config.from_dict(json.loads(file_meta["depthcli.config"]))
+    except (KeyError, ValueError, TypeError) as e:
+        raise CheckpointError(f"{path.name}: unreadable Depth Anything 3 config in the metadata ({e})") from e
+    return Checkpoint(state=_only_tensors(raw, path.name), config=cfg, source=str(path), layout="depthcli")
+
+
+def build_model(checkpoint: Checkpoint) -> torch.nn.Module:
     """Construct the network for a checkpoint and load it strictly, naming the first bad keys."""
+    cfg = checkpoint.config
     with torch.device("meta"):
-        if isinstance(checkpoint.config, VDAConfig):
-            model: DepthAnything | VideoDepthAnything = VideoDepthAnything(checkpoint.config)
-        else:
-            model = DepthAnything(checkpoint.config)
+        model = network_class(cfg.family)(cfg)
     expected = model.state_dict()
     missing = [k for k in expected if k not in checkpoint.state]
     unexpected = [k for k in checkpoint.state if k not in expected]
@@ -295,9 +346,8 @@ def build_model(checkpoint: Checkpoint) -> DepthAnything | VideoDepthAnything:
             more = f" (+{len(items) - MAX_KEYS_SHOWN} more)" if len(items) > MAX_KEYS_SHOWN else ""
             problems.append(f"{label}: {', '.join(items[:MAX_KEYS_SHOWN])}{more}")
     if problems:
-        what = (checkpoint.config.describe if isinstance(checkpoint.config, VDAConfig)
-                else f"{checkpoint.config.encoder.name} Depth-Anything")
-        raise CheckpointError(f"{Path(checkpoint.source).name}: does not fit a {what} model; " + "; ".join(problems))
+        raise CheckpointError(f"{Path(checkpoint.source).name}: does not fit the {cfg.describe} model; "
+                              + "; ".join(problems))
     bad = [k for k, v in checkpoint.state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise CheckpointError(f"{Path(checkpoint.source).name}: non-finite values in {', '.join(bad[:MAX_KEYS_SHOWN])}")
@@ -305,17 +355,20 @@ def build_model(checkpoint: Checkpoint) -> DepthAnything | VideoDepthAnything:
     return model.eval()
 
 
-def save_safetensors(model: DepthAnything | VideoDepthAnything, path: str | Path, *,
-                     metadata: dict[str, str] | None = None) -> None:
+def save_safetensors(model: torch.nn.Module, path: str | Path, *, metadata: dict[str, str] | None = None) -> None:
     """Write depthcli's own format: safetensors plus the metadata that makes it self-describing
-    (and ``metadata``, e.g. the published model it is)."""
+    (and ``metadata``, e.g. the published model it is). Depth Anything V1/V2 keep their keys
+    (``depthcli.version``, ...); the other families store ``depthcli.family`` and the whole
+    config as JSON in ``depthcli.config``."""
     from safetensors.torch import save_file
 
     cfg = model.config
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     extra = dict(metadata or {})
-    if isinstance(cfg, VDAConfig):
-        save_file(state, str(path), metadata={"format": METADATA_FORMAT, **vda_checkpoint.save_metadata(cfg),
+    if cfg.family != ModelConfig.family:
+        save_file(state, str(path), metadata={"format": METADATA_FORMAT, "depthcli.family": cfg.family,
+                                              "depthcli.encoder": cfg.encoder.name,
+                                              "depthcli.config": json.dumps(cfg.to_dict(), sort_keys=True),
                                               **extra})
         return
     meta = {

@@ -21,6 +21,22 @@ CONFIG_CLASSES = {  # family -> (module, class): torch-free modules only
 }
 
 
+NETWORK_CLASSES = {  # family -> (module, class): the torch networks
+    "depth_anything": ("depthcli.model.depth_anything.model", "DepthAnything"),
+    "depth_anything_3": ("depthcli.model.depth_anything_3.model", "DepthAnything3"),
+    "video_depth_anything": ("depthcli.model.video_depth_anything.model", "VideoDepthAnything"),
+}
+
+
+def network_class(family: str) -> Any:
+    """The torch module class that builds a ``family`` network from its config."""
+    try:
+        module, name = NETWORK_CLASSES[family]
+    except KeyError:
+        raise CheckpointError(f"unknown model family {family!r}") from None
+    return getattr(import_module(module), name)
+
+
 def config_class(family: str) -> Any:
     try:
         module, name = CONFIG_CLASSES[family]

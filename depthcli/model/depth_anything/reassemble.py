@@ -1,5 +1,11 @@
 """DPT reassembly: turn the four tapped token grids into a feature pyramid at 4x, 2x, 1x and 1/2x
-of the patch grid, then bring every level to the fusion width with a 3x3 convolution."""
+of the patch grid, then bring every level to the fusion width with a 3x3 convolution.
+
+Two keyword options serve Depth Anything 3's DualDPT head (off for V1/V2, whose results they do
+not touch): ``token_norm_eps`` adds a LayerNorm on the tokens before the projections, and
+``position`` is a function applied to every projected map before its resampling (DualDPT adds a
+sinusoidal UV position embedding there).
+"""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -20,8 +26,12 @@ def _resampler(level: int, channels: int) -> nn.Module:
 
 
 class Reassemble(nn.Module):
-    def __init__(self, embed_dim: int, out_channels: tuple[int, ...], features: int) -> None:
+    def __init__(self, embed_dim: int, out_channels: tuple[int, ...], features: int, *,
+                 token_norm_eps: float | None = None,
+                 position: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         super().__init__()
+        self.token_norm = nn.LayerNorm(embed_dim, eps=token_norm_eps) if token_norm_eps is not None else None
+        self.position = position
         self.projections = nn.ModuleList(nn.Conv2d(embed_dim, c, kernel_size=1) for c in out_channels)
         self.resamplers = nn.ModuleList(_resampler(i, c) for i, c in enumerate(out_channels))
         self.to_features = nn.ModuleList(
@@ -34,9 +44,13 @@ class Reassemble(nn.Module):
         pyramid = []
         for level, (tokens_bnc, project, resample, to_features) in enumerate(zip(
                 tokens, self.projections, self.resamplers, self.to_features, strict=True)):
+            if self.token_norm is not None:
+                tokens_bnc = self.token_norm(tokens_bnc)
             b, _, c = tokens_bnc.shape
-            grid_bchw = tokens_bnc.transpose(1, 2).reshape(b, c, grid_h, grid_w)
-            level_bchw = resample(project(grid_bchw))
+            grid_bchw = project(tokens_bnc.transpose(1, 2).reshape(b, c, grid_h, grid_w))
+            if self.position is not None:
+                grid_bchw = self.position(grid_bchw)
+            level_bchw = resample(grid_bchw)
             if hooks and level in hooks:
                 level_bchw = hooks[level](level_bchw)
             pyramid.append(to_features(level_bchw))

@@ -1,0 +1,276 @@
+"""The ORIGINAL Depth Anything 3 code (ByteDance-Seed/Depth-Anything-3 @ 2c21ea8, Apache-2.0),
+imported from the parity snapshot for the DA3 tests: the reference depthcli is compared with.
+
+``original_da3()`` unpacks ``upstream_da3.tar.gz`` into a temporary folder once per session and
+imports its ``DepthAnything3`` wrapper the way ``shared/parity/check_da3.py`` does: empty modules
+for ``evo`` (multi-view pose alignment), a no-op ``depth_anything_3.utils.export`` (exporters),
+and a ``torchvision.transforms`` shim (the PyPI torchvision wheel does not load against the CPU
+torch here). None of them is on the single-image depth path. Tests skip when the snapshot is
+absent. Nothing of the original is copied into depthcli: it is only run here.
+
+``randomize`` / ``calibrate`` give seeded weights that exercise every part (non-zero biases,
+layer scales and norms away from their initial values, a camera token, depth logits in a useful
+range and about a quarter of the pixels sky), as the parity harness does.
+"""
+from __future__ import annotations
+
+import atexit
+import contextlib
+import importlib.abc
+import importlib.machinery
+import io
+import json
+import os
+import shutil
+import sys
+import tarfile
+import tempfile
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+SNAPSHOT_CANDIDATES = [
+    os.environ.get("DEPTHCLI_DA3_SNAPSHOT", ""),
+    str(Path(__file__).resolve().parents[2] / "shared" / "parity" / "upstream_da3.tar.gz"),
+    "/work/shared/parity/upstream_da3.tar.gz",
+]
+_MODULE: types.ModuleType | None = None
+
+
+def snapshot() -> Path | None:
+    for candidate in SNAPSHOT_CANDIDATES:
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+class _EmptyModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """``evo`` (pose alignment of several views) as empty modules: never run for one image."""
+
+    ROOTS = ("evo",)
+
+    def find_spec(self, name, path, target=None):  # noqa: ANN001, ANN201, ARG002
+        if name.split(".")[0] in self.ROOTS:
+            return importlib.machinery.ModuleSpec(name, self, is_package=True)
+        return None
+
+    def create_module(self, spec):  # noqa: ANN001, ANN201
+        module = types.ModuleType(spec.name)
+        module.__path__ = []
+        module.__getattr__ = lambda attr: type(attr, (), {})
+        return module
+
+    def exec_module(self, module):  # noqa: ANN001, ANN201
+        pass
+
+
+def _torchvision_shim() -> None:
+    if "torchvision" in sys.modules:
+        return
+    tv, tr = types.ModuleType("torchvision"), types.ModuleType("torchvision.transforms")
+
+    class ToTensor:
+        def __call__(self, pic):  # noqa: ANN001, ANN204
+            a = np.asarray(pic)
+            a = a[:, :, None] if a.ndim == 2 else a
+            return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))).float().div(255)
+
+    class Normalize:
+        def __init__(self, mean, std) -> None:  # noqa: ANN001
+            self.mean, self.std = torch.tensor(mean)[:, None, None], torch.tensor(std)[:, None, None]
+
+        def __call__(self, t):  # noqa: ANN001, ANN204
+            return (t - self.mean) / self.std
+
+    class Compose:
+        def __init__(self, ts) -> None:  # noqa: ANN001
+            self.ts = ts
+
+        def __call__(self, x):  # noqa: ANN001, ANN204
+            for t in self.ts:
+                x = t(x)
+            return x
+
+    class CenterCrop:
+        def __init__(self, size) -> None:  # noqa: ANN001
+            raise NotImplementedError("never cropped here")
+
+    tr.ToTensor, tr.Normalize, tr.Compose, tr.CenterCrop = ToTensor, Normalize, Compose, CenterCrop
+    tv.transforms = tr
+    sys.modules["torchvision"], sys.modules["torchvision.transforms"] = tv, tr
+
+
+def original_da3() -> types.ModuleType:
+    """The original ``depth_anything_3`` package, imported once (skips the test without it)."""
+    global _MODULE
+    if _MODULE is not None:
+        return _MODULE
+    snap = snapshot()
+    if snap is None:
+        pytest.skip("the original Depth Anything 3 snapshot (upstream_da3.tar.gz) is not here")
+    for dep in ("addict", "omegaconf", "einops", "huggingface_hub"):
+        pytest.importorskip(dep, reason=f"the original Depth Anything 3 code needs {dep}")
+    root = Path(tempfile.mkdtemp(prefix="depthcli-da3-original-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)  # imported modules stay loaded
+    with tarfile.open(snap) as tf:
+        tf.extractall(root, filter="data")
+    sys.path.insert(0, str(root / "src"))
+    export = types.ModuleType("depth_anything_3.utils.export")
+    export.export = lambda *a, **k: None
+    sys.modules["depth_anything_3.utils.export"] = export
+    sys.meta_path.insert(0, _EmptyModules())
+    _torchvision_shim()
+    import logging
+    import warnings
+
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+            contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        import depth_anything_3.api as api
+        import depth_anything_3.utils.alignment as alignment
+    logging.getLogger("dinov2").setLevel(logging.ERROR)
+    with contextlib.suppress(Exception):
+        from depth_anything_3.utils.logger import logger
+        logger.setLevel(logging.ERROR) if hasattr(logger, "setLevel") else None
+    _MODULE = types.SimpleNamespace(api=api, alignment=alignment, root=root)  # type: ignore[assignment]
+    return _MODULE  # type: ignore[return-value]
+
+
+def net_forward(net: torch.nn.Module, image_bchw: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``DepthAnything3Net.forward`` on single views, WITHOUT its sky fill: the raw ``depth`` and
+    ``sky`` at the network resolution, (B, H, W) each."""
+    captured: dict[str, torch.Tensor] = {}
+    original = net._process_mono_sky_estimation
+
+    def keep_raw(output):  # noqa: ANN001, ANN202
+        captured.update({k: output[k].detach().clone() for k in ("depth", "sky") if k in output})
+        return output
+
+    net._process_mono_sky_estimation = keep_raw
+    try:
+        with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
+            net(image_bchw[:, None], None, None, [], False, False, "saddle_balanced")
+    finally:
+        del net._process_mono_sky_estimation
+    assert original is not None
+    return {k: v[:, 0] for k, v in captured.items()}
+
+
+@torch.no_grad()
+def randomize(module: torch.nn.Module, seed: int) -> None:
+    """check_da3.py's perturbation: every parameter away from its initial value."""
+    g = torch.Generator().manual_seed(seed + 1)
+
+    def rn(p: torch.Tensor, std: float) -> torch.Tensor:
+        return torch.randn(p.shape, generator=g, dtype=torch.float32) * std
+
+    for name, p in module.named_parameters():
+        if name.endswith(".gamma"):
+            p.copy_(0.6 + rn(p, 0.4))
+        elif name.endswith("pos_embed"):
+            p.add_(rn(p, 0.6))
+        elif name.endswith(("cls_token", "mask_token", "camera_token", "cam_token")):
+            p.copy_(rn(p, 1.0))
+        elif "norm" in name and name.endswith(".weight"):
+            p.copy_(1.0 + rn(p, 0.3))
+        elif "norm" in name and name.endswith(".bias"):
+            p.copy_(rn(p, 0.1))
+        elif name.endswith("attn.qkv.weight"):
+            p.mul_(3.0)
+        elif name.endswith(".bias") and float(p.abs().max()) == 0.0:
+            p.copy_(rn(p, 0.05))
+        elif ".head." in name and name.endswith(".weight") and p.dim() == 4:
+            p.mul_(2.0)
+
+
+@torch.no_grad()
+def calibrate(net: torch.nn.Module, image_bchw: torch.Tensor) -> None:
+    """Depth logits (exp activation) to about -0.7..1.6 on this input; sky logits so that about
+    a quarter of the pixels are sky (> 0.3 after the ReLU)."""
+    head = net.head
+
+    def fit(conv: torch.nn.Conv2d, channel: int, lo_t: float, hi_t: float, q_lo: float, q_hi: float) -> None:
+        cap: dict[str, torch.Tensor] = {}
+        hook = conv.register_forward_hook(lambda m, i, o: cap.__setitem__("o", o.detach().clone()))
+        with contextlib.redirect_stdout(io.StringIO()):
+            net(image_bchw[:, None], None, None, [], False, False, "saddle_balanced")
+        hook.remove()
+        v = cap["o"][:, channel].flatten()
+        lo, hi = torch.quantile(v, q_lo), torch.quantile(v, q_hi)
+        s = (hi_t - lo_t) / float(hi - lo)
+        conv.weight[channel].mul_(s)
+        conv.bias[channel].copy_((conv.bias[channel] - lo) * s + lo_t)
+
+    fit(head.scratch.output_conv2[-1], 0, -0.7, 1.6, 0.01, 0.99)
+    if hasattr(head.scratch, "sky_output_conv2"):
+        fit(head.scratch.sky_output_conv2[-1], 0, -1.0, 0.6, 0.05, 0.95)
+
+
+def save_hub_folder(wrapper: torch.nn.Module, folder: Path, model_name: str) -> Path:
+    """The published layout: config.json {"model_name": ...} + model.safetensors written as the
+    Hub mixin writes it (``safetensors.torch.save_model``: tensors the network shares, once)."""
+    from safetensors.torch import save_model
+
+    folder.mkdir(parents=True, exist_ok=True)
+    save_model(wrapper, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps({"model_name": model_name}))
+    return folder
+
+
+# ----------------------------------------------------------------------------------- tiny networks
+def tiny_original(kind: str) -> torch.nn.Module:
+    """A small ``DepthAnything3Net`` of the original's own modules (seconds to build and run):
+
+    - ``alternating`` (DA3-SMALL/BASE's architecture): 64 wide, 6 blocks, 2 heads, alternating
+      attention, QK-norm and RoPE from block 2, [local, global] taps 1 (before the schedule),
+      3 (global), 4 (local) and 5 (global); DualDPT; a camera encoder and decoder, as the
+      published checkpoints carry;
+    - ``sky`` (DA3MONO/METRIC's): 64 wide, 4 blocks, plain DINOv2; DPT with its sky branch.
+    """
+    original_da3()
+    from depth_anything_3.model.cam_dec import CameraDec
+    from depth_anything_3.model.cam_enc import CameraEnc
+    from depth_anything_3.model.da3 import DepthAnything3Net
+    from depth_anything_3.model.dinov2.dinov2 import DinoV2
+    from depth_anything_3.model.dinov2.vision_transformer import DinoVisionTransformer
+    from depth_anything_3.model.dpt import DPT
+    from depth_anything_3.model.dualdpt import DualDPT
+
+    alternating = kind == "alternating"
+    start = 2 if alternating else -1
+    taps = TINY_TAPS[kind]
+    with contextlib.redirect_stdout(io.StringIO()):
+        backbone = DinoV2("vits", out_layers=list(taps), alt_start=start, qknorm_start=start, rope_start=start,
+                          cat_token=alternating)
+        backbone.pretrained = DinoVisionTransformer(
+            img_size=518, patch_size=14, embed_dim=TINY_WIDTH, depth=TINY_DEPTH[kind], num_heads=TINY_HEADS,
+            mlp_ratio=4, ffn_layer="mlp", alt_start=start, qknorm_start=start, rope_start=start,
+            cat_token=alternating)
+    if alternating:
+        head = DualDPT(dim_in=2 * TINY_WIDTH, output_dim=2, features=TINY_FEATURES, out_channels=list(TINY_CHANNELS))
+        return DepthAnything3Net(backbone, head, cam_dec=CameraDec(dim_in=2 * TINY_WIDTH),
+                                 cam_enc=CameraEnc(dim_out=TINY_WIDTH, num_heads=TINY_HEADS, trunk_depth=1)).eval()
+    head = DPT(dim_in=TINY_WIDTH, output_dim=1, features=TINY_FEATURES, out_channels=list(TINY_CHANNELS))
+    return DepthAnything3Net(backbone, head).eval()
+
+
+TINY_WIDTH, TINY_HEADS, TINY_FEATURES, TINY_CHANNELS = 64, 2, 32, (16, 32, 64, 64)
+TINY_DEPTH = {"alternating": 6, "sky": 4}
+TINY_TAPS = {"alternating": (1, 3, 4, 5), "sky": (0, 1, 2, 3)}
+
+
+def tiny_config(kind: str):  # noqa: ANN201 - DA3Config
+    """depthcli's config for ``tiny_original(kind)``: a preset with the sizes changed."""
+    from depthcli.model.configs import EncoderConfig
+    from depthcli.model.depth_anything_3.config import variant
+
+    taps = TINY_TAPS[kind]
+    encoder = EncoderConfig(f"tiny-{kind}", TINY_WIDTH, TINY_DEPTH[kind], TINY_HEADS, TINY_FEATURES,
+                            TINY_CHANNELS, taps)
+    if kind == "alternating":
+        return variant("da3-small", preset="tiny-alternating", encoder=encoder, taps=taps, alternate_from=2,
+                       qk_norm_from=2, rope_from=2)
+    return variant("da3mono-large", preset="tiny-sky", encoder=encoder, taps=taps)
