@@ -35,7 +35,6 @@ import torch
 SNAPSHOT_CANDIDATES = [
     os.environ.get("DEPTHCLI_DA3_SNAPSHOT", ""),
     str(Path(__file__).resolve().parents[2] / "shared" / "parity" / "upstream_da3.tar.gz"),
-    "/work/shared/parity/upstream_da3.tar.gz",
 ]
 _MODULE: types.ModuleType | None = None
 
@@ -60,11 +59,19 @@ class _EmptyModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def create_module(self, spec):  # noqa: ANN001, ANN201
         module = types.ModuleType(spec.name)
         module.__path__ = []
-        module.__getattr__ = lambda attr: type(attr, (), {})
+        module.__getattr__ = _placeholder
         return module
 
     def exec_module(self, module):  # noqa: ANN001, ANN201
         pass
+
+
+def _placeholder(attr: str) -> type:
+    """Any name of a stubbed module is an empty class; dunders stay missing (``inspect`` asks a
+    module for ``__file__`` and must not get a class)."""
+    if attr.startswith("__"):
+        raise AttributeError(attr)
+    return type(attr, (), {})
 
 
 def _torchvision_shim() -> None:

@@ -64,7 +64,7 @@ def one_thread():  # noqa: ANN201
 # ----------------------------------------------------------------------------------- the original
 def _upstream_root(tmp: Path) -> Path | None:
     given = os.environ.get("DEPTHCLI_VDA_UPSTREAM")
-    for candidate in ([Path(given)] if given else []) + [SNAPSHOT, Path("/tmp/up/vda")]:
+    for candidate in ([Path(given)] if given else []) + [SNAPSHOT]:
         if candidate.is_dir() and (candidate / "video_depth_anything").is_dir():
             return candidate
         if candidate.is_file():
