@@ -19,6 +19,8 @@ from __future__ import annotations
 import copy
 import time
 import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -61,12 +63,19 @@ class PositionFedModel(nn.Module):
         encoder = _with_child(model.encoder, "position_encoding", self.position)
         self.net = _with_child(model, "encoder", encoder)
 
-    def forward(self, image_bchw: torch.Tensor, position_1nc: torch.Tensor) -> torch.Tensor:
+    @contextmanager
+    def fed(self, position_1nc: torch.Tensor) -> Iterator[nn.Module]:
+        """The network, its position encoding ``position_1nc`` while the block runs (any of its
+        methods: subclasses trace ``encode`` alone, see ``openvino_temporal_graph``)."""
         self.position.value = position_1nc
         try:
-            return self.net(image_bchw)
+            yield self.net
         finally:
             self.position.value = None
+
+    def forward(self, image_bchw: torch.Tensor, position_1nc: torch.Tensor) -> torch.Tensor:
+        with self.fed(position_1nc) as net:
+            return net(image_bchw)
 
 
 def position_encoding(model: nn.Module, grid_h: int, grid_w: int) -> torch.Tensor:
@@ -98,16 +107,26 @@ def convert(model: nn.Module) -> tuple[Any, float]:
     embed_dim = model.config.encoder.embed_dim
     h, w = EXAMPLE_HW
     example = (torch.zeros(1, 3, h, w), position_encoding(model, h // PATCH_SIZE, w // PATCH_SIZE).clone())
+    inputs = {"image": ov.PartialShape([-1, 3, -1, -1]), "position": ov.PartialShape([1, -1, embed_dim])}
+    return trace(PositionFedModel(model), example, inputs, model.config.traits.outputs)
+
+
+def trace(module: nn.Module, example: tuple[torch.Tensor, ...], inputs: dict[str, Any],
+          outputs: Sequence[str]) -> tuple[Any, float]:
+    """``module`` traced into an openvino.Model whose inputs (in order, with the given
+    ``openvino.PartialShape``s: -1 marks a dynamic dimension) and outputs carry these names;
+    seconds it took. Python ints that come from tensor shapes stay shape arithmetic in the
+    graph; any other Python value is baked in as a constant."""
+    import openvino as ov
+
     t0 = time.perf_counter()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer warnings about Python-side shape checks
-        ov_model = ov.convert_model(
-            PositionFedModel(model).eval(), example_input=example,
-            input=[ov.PartialShape([-1, 3, -1, -1]), ov.PartialShape([1, -1, embed_dim])])
-    ov_model.inputs[0].get_tensor().set_names({"image"})
-    ov_model.inputs[1].get_tensor().set_names({"position"})
-    for output, name in zip(ov_model.outputs, model.config.traits.outputs, strict=True):
-        output.get_tensor().set_names({name})
+        ov_model = ov.convert_model(module.eval(), example_input=example, input=list(inputs.values()))
+    for port, name in zip(ov_model.inputs, inputs, strict=True):
+        port.get_tensor().set_names({name})
+    for port, name in zip(ov_model.outputs, outputs, strict=True):
+        port.get_tensor().set_names({name})
     return ov_model, time.perf_counter() - t0
 
 

@@ -1,0 +1,229 @@
+"""Video Depth Anything's OpenVINO graphs (``backends/openvino_temporal_graph``) give the torch
+model's results in float32, at two patch grids (non-square both ways) from the same converted
+graphs: the encoder's taps, a 32-frame window's depth, and 40 frames of streaming mode run
+through ``StreamCache`` as ``runtime/temporal.StreamRun`` runs them, once on the torch model
+(``TorchTemporalBackend``) and once on the graphs (``OvTemporal`` below: the three
+``TemporalBackend`` operations written out on the compiled graphs).
+
+A tiny network (64 wide, 4 blocks) with seeded random weights in which every tensor is
+non-trivial (norms, biases, position table, class token), so no code path hides behind an
+identity. Run with ``-s`` to see the errors.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from depthcli.model.configs import PATCH_SIZE, encoder_for_shapes
+from depthcli.model.video_depth_anything import StreamCache, VDAConfig, VideoDepthAnything
+from depthcli.model.video_depth_anything.schedule import WINDOW
+from depthcli.runtime.temporal import TorchTemporalBackend
+
+pytest.importorskip("openvino")
+
+from depthcli.runtime.backends.openvino_temporal_graph import (  # noqa: E402
+    GRAPHS,
+    NEW_STATES,
+    PAST,
+    STREAM_CONTEXT,
+    TAPS,
+    convert_temporal,
+    state_channels,
+    state_pixels,
+)
+
+TOL = 1e-5
+GRIDS = [(4, 5), (6, 4)]  # patch grids: wider, then taller; 5 is odd (the 1/2x level rounds up)
+STREAM_FRAMES = 40  # past 32 + 10: StreamCache starts dropping old states
+ENCODER = encoder_for_shapes(64, 4, 2, out_channels=(32, 32, 64, 64), features=64)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():  # noqa: ANN201
+    """Tiny tensors: a second thread only spins, and on 2 shared cores it costs 10x."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@torch.no_grad()
+def randomize_(model: VideoDepthAnything, seed: int) -> None:
+    """Every constant tensor (norm gains and biases, layer scales, the class token, the position
+    table) made random around its value, then the last convolution calibrated so depth spans
+    ~0..10 before the final ReLU (almost nothing clipped)."""
+    g = torch.Generator().manual_seed(seed)
+    special = {"encoder.position_encoding.table": 0.6, "encoder.cls_token": 1.0}
+    for name, p in model.named_parameters():
+        if p.numel() > 1 and float(p.min()) == float(p.max()):  # ones: gains; zeros: biases
+            std = special.get(name, 0.3 if float(p.max()) else 0.05)
+            p.add_(torch.randn(p.shape, generator=g) * std)
+    last = model.head.output.conv3
+    captured = {}
+    hook = last.register_forward_hook(lambda m, i, o: captured.__setitem__("pre", o.detach().clone()))
+    model(frames(8, (4, 5), seed).unsqueeze(0))
+    hook.remove()
+    pre = captured["pre"].flatten()
+    lo, hi = torch.quantile(pre, 0.001), torch.quantile(pre, 0.995)
+    lo = lo - 0.3 * (hi - lo)
+    scale = 10.0 / float(hi - lo)
+    last.weight.mul_(scale)
+    last.bias.copy_((last.bias - lo) * scale)
+
+
+def frames(n: int, grid: tuple[int, int], seed: int) -> torch.Tensor:
+    """(n, 3, 14 gh, 14 gw) normalised frames of a drifting scene: every frame differs."""
+    g = torch.Generator().manual_seed(seed)
+    h, w = grid[0] * PATCH_SIZE, grid[1] * PATCH_SIZE
+    scene = torch.nn.functional.interpolate(torch.randn(1, 3, 5, 6, generator=g), size=(h, 2 * w),
+                                            mode="bicubic", align_corners=False)
+    shots = [scene[0, :, :, i * w // n:i * w // n + w] * (0.9 + 0.1 * np.sin(i / 4)) for i in range(n)]
+    return torch.stack(shots) + 0.1 * torch.randn(n, 3, h, w, generator=g)
+
+
+def rel_err(actual: np.ndarray, expected: np.ndarray) -> float:
+    """max|a - b| / max|b|, in float64."""
+    a, b = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    assert a.shape == b.shape, f"shape {a.shape} != {b.shape}"
+    assert np.isfinite(a).all() and np.abs(b).max() > 0
+    return float(np.abs(a - b).max() / np.abs(b).max())
+
+
+@pytest.fixture(scope="module")
+def model() -> VideoDepthAnything:
+    torch.manual_seed(5)
+    m = VideoDepthAnything(VDAConfig(ENCODER)).eval()
+    randomize_(m, 5)
+    return m
+
+
+@pytest.fixture(scope="module")
+def converted(model: VideoDepthAnything) -> dict:
+    graphs = convert_temporal(model)
+    print("\nconversion: " + ", ".join(f"{name} {seconds:.1f} s" for name, (_, seconds) in graphs.items()))
+    return graphs
+
+
+@pytest.fixture(scope="module")
+def ov_backend(model: VideoDepthAnything, converted: dict) -> OvTemporal:
+    import openvino as ov
+
+    core = ov.Core()
+    config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 1}
+    return OvTemporal(model, {name: core.compile_model(graph, "CPU", config) for name, (graph, _) in converted.items()})
+
+
+class OvTemporal:
+    """The ``TemporalBackend`` operations on the compiled graphs: a frame's features are its
+    four taps, its states the eight ``state*`` outputs (NumPy)."""
+
+    name, device, dtype = "openvino", "cpu", "float32"
+
+    def __init__(self, model: VideoDepthAnything, compiled: dict) -> None:
+        self.model, self.compiled, self.notes = model, compiled, []
+
+    def encode(self, frames_nchw: np.ndarray) -> list[list[np.ndarray]]:
+        gh, gw = (d // PATCH_SIZE for d in frames_nchw.shape[-2:])
+        with torch.inference_mode():
+            position = self.model.encoder.position_encoding(gh, gw, torch.float32).numpy()
+        out = self.compiled["encoder"]({"image": frames_nchw, "position": position})
+        taps = [out[name] for name in TAPS]
+        return [[t[i:i + 1] for t in taps] for i in range(frames_nchw.shape[0])]
+
+    def decode_window(self, features: list, grid_hw: tuple[int, int]) -> np.ndarray:
+        feed = {name: np.concatenate([f[i] for f in features]) for i, name in enumerate(TAPS)}
+        return self.compiled["window"]({**feed, "grid": np.zeros(grid_hw, np.float32)})["depth"]
+
+    def decode_stream(self, features: list, grid_hw: tuple[int, int], context: list) -> tuple[np.ndarray, list]:
+        feed = {**dict(zip(TAPS, features, strict=True)), "grid": np.zeros(grid_hw, np.float32)}
+        if context:
+            feed.update({name: np.concatenate([s[i] for s in context], axis=1) for i, name in enumerate(PAST)})
+        out = self.compiled["stream" if context else "stream_first"](feed)
+        return out["depth"][0], [out[name] for name in NEW_STATES]
+
+
+def stream_run(backend: object, clip_nchw: np.ndarray) -> list[np.ndarray]:
+    """``runtime/temporal.StreamRun.push`` for each frame, at the network resolution."""
+    cache, depth = StreamCache(), []
+    for x in clip_nchw:
+        x = x[None]
+        grid_hw = (x.shape[-2] // PATCH_SIZE, x.shape[-1] // PATCH_SIZE)
+        (features,) = backend.encode(x)
+        depth_hw, states = backend.decode_stream(features, grid_hw, cache.context())
+        cache.add(states)
+        depth.append(depth_hw)
+    return depth
+
+
+def assert_structured(depth: np.ndarray) -> None:
+    """A parity result means something only if the depth has real structure."""
+    peak = float(np.abs(depth).max())
+    assert peak > 0 and float(depth.std()) / peak > 0.05, "flat depth"
+    assert float((depth == 0).mean()) < 0.05, "depth mostly clipped to zero"
+
+
+# ----------------------------------------------------------------------------------- the graphs
+def test_graph_inputs_and_outputs(model: VideoDepthAnything, converted: dict) -> None:
+    c = ENCODER.embed_dim
+    names = {name: ([p.get_any_name() for p in g.inputs], [p.get_any_name() for p in g.outputs])
+             for name, (g, _) in converted.items()}
+    assert tuple(names) == GRAPHS
+    assert names["encoder"] == (["image", "position"], list(TAPS))
+    assert names["window"] == ([*TAPS, "grid"], ["depth"])
+    assert names["stream"] == ([*TAPS, "grid", *PAST], ["depth", *NEW_STATES])
+    assert names["stream_first"] == ([*TAPS, "grid"], ["depth", *NEW_STATES])
+    shapes = {name: [str(p.get_partial_shape()) for p in g.inputs] for name, (g, _) in converted.items()}
+    assert shapes["encoder"] == ["[?,3,?,?]", f"[1,?,{c}]"]
+    assert shapes["window"] == [f"[{WINDOW},?,{c}]"] * 4 + ["[?,?]"]
+    assert shapes["stream"] == [f"[1,?,{c}]"] * 4 + ["[?,?]"] + [f"[?,{STREAM_CONTEXT},{ch}]"
+                                                             for ch in state_channels(model)]
+    assert all(not p.get_partial_shape().is_static for g, _ in converted.values() for p in g.outputs)
+
+
+def test_the_weights_are_not_trivial(model: VideoDepthAnything) -> None:
+    """Every tensor random, and the frames of a clip do change each other's depth."""
+    grid = GRIDS[0]
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            assert p.numel() == 1 or float(p.min()) < float(p.max()), f"{name} is constant"
+        features = model.encode(frames(WINDOW, grid, 1))
+        together, _ = model.decode(features, *grid, WINDOW)
+        alone, _ = model.decode(features, *grid, 1)  # 32 one-frame clips
+    assert_structured(together.numpy())
+    difference = rel_err(alone.numpy(), together.numpy())
+    print(f"\nthe frames alone vs as one clip: max rel difference {difference:.2f}")
+    assert difference > 0.02
+
+
+@pytest.mark.parametrize("grid", GRIDS, ids=lambda g: f"{g[0]}x{g[1]}")
+def test_encoder_and_window(model: VideoDepthAnything, ov_backend: OvTemporal, grid: tuple[int, int]) -> None:
+    clip = frames(WINDOW, grid, seed=grid[0]).numpy()
+    reference = TorchTemporalBackend(model)
+    expected = reference.encode(clip)
+    actual = ov_backend.encode(clip)  # all 32 in one call: N is dynamic too
+    tap_err = max(rel_err(a, e.numpy()) for fa, fe in zip(actual, expected, strict=True)
+                  for a, e in zip(fa, fe, strict=True))
+    want = reference.decode_window(expected, grid)
+    got = ov_backend.decode_window(actual, grid)
+    assert got.shape == (WINDOW, grid[0] * PATCH_SIZE, grid[1] * PATCH_SIZE)
+    assert_structured(want)
+    window_err = rel_err(got, want)
+    print(f"\n{grid}: encoder taps max rel err {tap_err:.1e}, window depth {window_err:.1e}")
+    assert tap_err <= TOL and window_err <= TOL
+
+
+@pytest.mark.parametrize("grid", GRIDS, ids=lambda g: f"{g[0]}x{g[1]}")
+def test_stream(model: VideoDepthAnything, ov_backend: OvTemporal, grid: tuple[int, int]) -> None:
+    clip = frames(STREAM_FRAMES, grid, seed=10 + grid[1]).numpy()
+    expected = stream_run(TorchTemporalBackend(model), clip)
+    actual = stream_run(ov_backend, clip)
+    errors = [rel_err(a, e) for a, e in zip(actual, expected, strict=True)]
+    assert_structured(np.stack(expected))
+    # the states' layout: what the runtime caches and concatenates
+    _, states = ov_backend.decode_stream(ov_backend.encode(clip[:1])[0], grid, [])
+    assert [s.shape for s in states] == [(p, 1, c) for p, c in zip(state_pixels(*grid), state_channels(model),
+                                                                   strict=True)]
+    print(f"\n{grid}: {STREAM_FRAMES} streamed frames, max rel err per frame {max(errors):.1e} "
+          f"(first frame {errors[0]:.1e})")
+    assert max(errors) <= TOL
