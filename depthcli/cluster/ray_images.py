@@ -166,13 +166,15 @@ class DepthWriter:
         import numpy as np
 
         from ..io.metadata import sidecar_bytes, sidecar_path
-        from ..jobs.image import finish, infer, prepare
+        from ..jobs.image import finish, focal_for, infer, prepare
 
         image_bgr = np.frombuffer(row["pixels"], dtype=np.dtype(row["dtype"])).reshape(row["shape"])
-        prediction = infer(self.predictor, prepare(self.predictor, image_bgr, row["label"]))
         item = _item(row)
-        if self.opts.fmt == "ply" and storage.is_object_uri(row["source"]):
+        camera_needed = self.opts.fmt == "ply" or self.predictor.traits.focal_divisor is not None
+        if camera_needed and storage.is_object_uri(row["source"]):
             item = _item(row, storage.read_bytes(row["source"]))  # the EXIF focal length, for the camera
+        focal_px = focal_for(self.predictor, item, image_bgr.shape[:2], self.opts)
+        prediction = infer(self.predictor, prepare(self.predictor, image_bgr, row["label"], focal_px))
         data, meta = finish(item, image_bgr, prediction, self.opts, self.facts)
         dest = row["dest"]
         if dest is None:  # -o -: the bytes go back to the driver, which owns stdout

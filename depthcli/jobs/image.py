@@ -115,10 +115,11 @@ def decode(item: InputItem, opts: ImageOptions) -> np.ndarray:
         raise ImageJobError(str(e)) from e
 
 
-def prepare(predictor, image_bgr: np.ndarray, label: str):  # noqa: ANN001, ANN201 - Prepared
-    """The network input (refused before allocating when it cannot fit in memory)."""
+def prepare(predictor, image_bgr: np.ndarray, label: str, focal_px: float | None = None):  # noqa: ANN001, ANN201
+    """The network input (refused before allocating when it cannot fit in memory); ``focal_px``
+    the photo's focal length, for a model whose metres depend on it (``focal_for``)."""
     try:
-        return predictor.prepare(image_bgr, label)
+        return predictor.prepare(image_bgr, label, focal_px=focal_px)
     except (ValueError, MemoryError) as e:
         raise ImageJobError(f"cannot prepare: {e}") from e
 
@@ -154,6 +155,15 @@ def infer_batch(predictor, batch: list) -> list:  # noqa: ANN001 - Prepared -> P
         except ImageJobError as e:
             results.append(e)
     return results
+
+
+def focal_for(predictor, item: InputItem, image_hw: tuple[int, int], opts: ImageOptions) -> float | None:  # noqa: ANN001
+    """The photo's focal length in pixels for a model whose metres depend on it (DA3METRIC:
+    ``Traits.focal_divisor``): --focal, --fov, the photo's EXIF or the 60 degree default, as
+    a point cloud's camera; None for every other model."""
+    if predictor.traits.focal_divisor is None:
+        return None
+    return camera_for(item, image_hw, opts).fx
 
 
 def camera_for(item: InputItem, image_hw: tuple[int, int], opts: ImageOptions):  # noqa: ANN201 - Camera
@@ -217,6 +227,9 @@ def metadata(facts: dict | None, prediction, opts: ImageOptions, *, name: str | 
     meta = dict(facts or {})
     meta.update({"format": opts.fmt, "input": name, "input_hw": list(depth_hw.shape[:2]),
                  "network_hw": list(stats.processed_hw)})
+    if getattr(prediction, "focal_px", None) is not None:  # metres scaled with the photo's focal length
+        meta["focal_px"] = prediction.focal_px
+        meta["metres"] = "network output x (focal_px x network width / input width) / 300 (DA3METRIC)"
     if opts.fmt == "ply":
         meta["points"] = "one per pixel with finite depth > 0; x right, y down, z forward (OpenCV camera)"
         conversion = ("1 / (scale * d + shift)" if meta.get("kind", INVERSE_DEPTH) == INVERSE_DEPTH
@@ -315,7 +328,8 @@ def run_images(jobs: Iterable[tuple[InputItem, Path | None]], predictor, opts: I
     def load(job):  # noqa: ANN001, ANN202 - runs in the prefetch thread
         item, _ = job
         image_bgr = decode(item, opts)
-        return image_bgr, prepare(predictor, image_bgr, item.label)
+        focal_px = focal_for(predictor, item, image_bgr.shape[:2], opts)
+        return image_bgr, prepare(predictor, image_bgr, item.label, focal_px)
 
     def flush() -> None:
         nonlocal out_of_memory

@@ -84,7 +84,6 @@ def build_predictor(spec: PredictorSpec):  # noqa: ANN201 - DepthPredictor
     """
     from .backends import BackendUnavailable, choose_backend, requested_backend
     from .device import resolve_precision
-    from .predictor import DepthPredictor
     from .threads import configure_threads
 
     requested = requested_backend(spec.backend)
@@ -115,8 +114,6 @@ def build_predictor(spec: PredictorSpec):  # noqa: ANN201 - DepthPredictor
 
         net = load_model(path, version=spec.model_version, device="cpu", dtype="fp32")
         configure_threads(dev)
-        if net.config.traits.temporal:  # clip models run on torch until their graphs convert
-            return _torch_predictor(net, notes, sizes)
         try:
             sha256 = checkpoint_sha256(path)
             backend = backend_for_model(net, precision=precision or "fp32", weights_sha256=sha256)
@@ -135,7 +132,7 @@ def build_predictor(spec: PredictorSpec):  # noqa: ANN201 - DepthPredictor
 
             gc.collect()
             configure_threads(dev, torch_runs_model=False)
-            predictor = DepthPredictor(config=config, backend=backend, **sizes)
+            predictor = _predictor_class(config)(config=config, backend=backend, **sizes)
             predictor.notes[:0] = notes
             return predictor
     net = load_model(path, version=spec.model_version, device=dev, dtype=dtype)
@@ -144,27 +141,29 @@ def build_predictor(spec: PredictorSpec):  # noqa: ANN201 - DepthPredictor
 
 
 def _torch_predictor(net: Any, notes: list[str], sizes: dict[str, Any]):  # noqa: ANN202
-    """The torch model's predictor: per image, or per clip for a temporal family."""
-    from .predictor import DepthPredictor
-
-    if net.config.traits.temporal:
-        from .temporal import TemporalPredictor
-
-        predictor = TemporalPredictor(net, **sizes)
-    else:
-        predictor = DepthPredictor(net, **sizes)
+    """The torch model's predictor (its default backend runs the torch module)."""
+    predictor = _predictor_class(net.config)(net, **sizes)
     predictor.notes[:0] = notes
     return predictor
+
+
+def _predictor_class(config: Any) -> type:
+    """``DepthPredictor``, or ``TemporalPredictor`` for a clip family (``Traits.temporal``)."""
+    if config.traits.temporal:
+        from .temporal import TemporalPredictor
+
+        return TemporalPredictor
+    from .predictor import DepthPredictor
+
+    return DepthPredictor
 
 
 def _cached_openvino(path: Path, options: dict[str, Any], precision: str, sizes: dict[str, Any]):  # noqa: ANN202
     """A predictor over the cached converted model of ``path``, built without torch and without
     reading the checkpoint (``known_weights``); None when there is none to use."""
     from ..model.families import config_from_dict
-    from .backends.openvino_backend import OpenVinoBackend
     from .backends.openvino_cache import ModelCache, entry_key
     from .known_weights import recall
-    from .predictor import DepthPredictor
 
     known = recall(path, options)
     if known is None:
@@ -173,8 +172,12 @@ def _cached_openvino(path: Path, options: dict[str, Any], precision: str, sizes:
     entry, _ = ModelCache().find(key)
     if entry is None:
         return None
-    backend = OpenVinoBackend.from_entry(entry, precision=precision)
-    return DepthPredictor(config=config_from_dict(known.config), backend=backend, **sizes)
+    config = config_from_dict(known.config)
+    if config.traits.temporal:
+        from .backends.openvino_temporal import OpenVinoTemporalBackend as Backend
+    else:
+        from .backends.openvino_backend import OpenVinoBackend as Backend
+    return _predictor_class(config)(config=config, backend=Backend.from_entry(entry, precision=precision), **sizes)
 
 
 def default_batch(device: str) -> int:

@@ -2,13 +2,13 @@
 torch: the cached OpenVINO path never imports it).
 
 In order, for one image:
-1. DA3 models with a sky head: sky pixels (sky output >= 0.3) get the 0.99 quantile of the other
-   pixels' depth, when each side has more than 10 pixels (``fill_sky``). The original takes the
-   quantile over a random subsample of 100k pixels on large inputs; depthcli takes the exact
-   quantile over all of them (deterministic), so the two agree wherever the original does not
-   subsample.
-2. DA3METRIC: metres = output * focal_px / 300, the focal length in pixels at the network input
-   (``metric_scale``).
+1. DA3 models with a sky head (``Traits.sky``): sky pixels (sky output >= 0.3) get the 0.99
+   quantile of the other pixels' depth, when each side has more than 10 pixels (``fill_sky``,
+   ``model/depth_anything_3/postprocess.py``). The original takes the quantile over a random
+   subsample of 100k pixels on large inputs; depthcli takes the exact quantile over all of them
+   (deterministic), so the two agree wherever the original does not subsample.
+2. DA3METRIC (``Traits.focal_divisor``): metres = output * focal_px / 300, the focal length in
+   pixels at the network input (``metric_scale``).
 3. A bilinear upsample to the image size (``upsample_bilinear``), ``align_corners=False`` for V1
    and ``True`` for the others. Mixing them up is ~1e-2 off.
 
@@ -21,10 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..model.configs import Traits
-
-SKY_THRESHOLD = 0.3
-SKY_MIN_PIXELS = 10  # the original fills the sky only when each side has more than this
-SKY_QUANTILE = 0.99
+from ..model.depth_anything_3.postprocess import fill_sky, metric_scale  # the rules of the sky and focal traits
 
 
 def _linear_taps(in_size: int, out_size: int, align_corners: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -62,23 +59,6 @@ def upsample_bilinear(depth_hw: np.ndarray, out_hw: tuple[int, int], align_corne
     return blended[y0] * (one - ly)[:, None] + blended[y1] * ly[:, None]
 
 
-def fill_sky(depth_hw: np.ndarray, sky_hw: np.ndarray) -> np.ndarray:
-    """Sky pixels set to the 0.99 quantile of the other pixels' depth (DA3's rule, see above)."""
-    not_sky = sky_hw < SKY_THRESHOLD
-    n_ground = int(not_sky.sum())
-    if n_ground <= SKY_MIN_PIXELS or not_sky.size - n_ground <= SKY_MIN_PIXELS:
-        return depth_hw
-    far = np.quantile(depth_hw[not_sky], SKY_QUANTILE).astype(depth_hw.dtype)
-    out = depth_hw.copy()
-    out[~not_sky] = far
-    return out
-
-
-def metric_scale(depth_hw: np.ndarray, focal_px: float, divisor: float) -> np.ndarray:
-    """DA3METRIC's metres: output * focal / divisor, the focal at the network input."""
-    return depth_hw * np.float32(focal_px / divisor)
-
-
 def network_focal(image_focal_px: float, image_w: int, network_w: int) -> float:
     """A focal length in pixels of the photo, at the network input's width."""
     return image_focal_px * network_w / image_w
@@ -95,7 +75,7 @@ def network_depth(outputs: dict[str, np.ndarray], traits: Traits, image_w: int,
     if traits.focal_divisor is not None:
         if focal_px is None:
             raise ValueError("this metric model needs the camera's focal length")
-        depth = metric_scale(depth, network_focal(focal_px, image_w, depth.shape[1]), traits.focal_divisor)
+        depth = metric_scale(depth, network_focal(focal_px, image_w, depth.shape[1]))
     return depth
 
 

@@ -44,6 +44,7 @@ class Prepared:
 class Prediction:
     depth_hw: np.ndarray  # float32, the image's own (h, w), raw model units (metres if metric)
     stats: FrameStats
+    focal_px: float | None = None  # the photo's focal length its metres were scaled with (DA3METRIC)
 
 
 class DepthPredictor:
@@ -122,7 +123,7 @@ class DepthPredictor:
             name=p.name, input_hw=tuple(p.image_hw), processed_hw=tuple(p.input_bchw.shape[-2:]),
             infer_ms=(t2 - t1) * 1000 / n, total_ms=p.prepare_ms + (t3 - t0) * 1000 / n,
             peak_mem_mb=mem, mem_kind=kind, device=self.device, dtype=self.dtype,
-            backend=self.backend.name)) for p, depth_hw in zip(batch, depths, strict=True)]
+            backend=self.backend.name), p.focal_px) for p, depth_hw in zip(batch, depths, strict=True)]
 
     def _finish(self, outputs: dict[str, Any], index: int, prepared: Prepared) -> np.ndarray:
         """Sky, focal scaling and the upsample back: NumPy for outputs on the host, the device

@@ -134,7 +134,8 @@ def create_app(predictor, settings: ServeSettings) -> Starlette:  # noqa: ANN001
 
         def load():  # noqa: ANN202 - thread pool: decode + network input
             image_bgr = image_job.decode(item, opts)
-            return image_bgr, image_job.prepare(predictor, image_bgr, label)
+            focal_px = image_job.focal_for(predictor, item, image_bgr.shape[:2], opts)
+            return image_bgr, image_job.prepare(predictor, image_bgr, label, focal_px)
 
         try:
             image_bgr, prepared = await run_in_threadpool(load)

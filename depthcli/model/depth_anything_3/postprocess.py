@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from .config import FOCAL_DIVISOR
+
 SKY_THRESHOLD = 0.3  # compute_sky_mask: non-sky = score < 0.3
 MIN_PIXELS = 10  # fill only when sky and non-sky each have MORE than this many pixels
 SKY_QUANTILE = 0.99
-FOCAL_DIVISOR = 300.0
 
 
 def sky_mask(sky_hw: np.ndarray) -> np.ndarray:

@@ -112,7 +112,7 @@ class OpenVinoBackend:
 
     def _weights_bytes(self) -> int:
         if self._entry is not None:
-            return int(self._entry.meta["files"]["model.bin"]["size"])
+            return self._entry.weights_bytes()
         return 4 * int(self.recipe.get("parameters", 0))
 
     # ------------------------------------------------------------------------- compiling
@@ -128,7 +128,7 @@ class OpenVinoBackend:
         problem = self._entry.verify_graph()
         if problem is None:
             try:
-                return read_graph(self._entry.xml)
+                return read_graph(self._entry.xml())
             except Exception as e:  # noqa: BLE001 - any failure to read it back says the same
                 problem = f"{type(e).__name__}"
         raise CheckpointError(f"the converted model in {self._entry.folder} was removed or changed "
@@ -137,32 +137,20 @@ class OpenVinoBackend:
     def _compile(self, shape: tuple[int, ...] | None) -> _Compiled:
         """The model for ``shape`` (None: dynamic), imported from its blob when an earlier run
         exported one, else compiled (and exported for the next run)."""
-        name = self._blob_name(shape)
-        if self._entry is not None:
-            blob, problem = self._entry.read_blob(name)
-            if blob is not None:
-                try:
-                    return _Compiled(self._core.import_model(_as_tensor(blob), "CPU", self._config), shape, blob)
-                except Exception as e:  # noqa: BLE001 - a blob of another build or damaged: compile again
-                    self._entry.drop_blob(name)
-                    problem = f"{type(e).__name__}"
-            if problem is not None:
-                self.notes.append(f"the compiled model {name} in {self._entry.folder} was broken ({problem}): "
-                                  f"compiled it again")
         import openvino as ov
 
-        graph = self._graph_for_compile()
-        if shape is not None:
-            tokens = 1 + (shape[2] // PATCH_SIZE) * (shape[3] // PATCH_SIZE)
-            graph.reshape({graph.inputs[0]: ov.PartialShape(list(shape)),
-                           graph.inputs[1]: ov.PartialShape([1, tokens, self.embed_dim])})
-        compiled = self._core.compile_model(graph, "CPU", self._config)
-        del graph  # the plugin holds what it needs
-        self.compiles += 1
-        if self._entry is not None:
-            self._entry.write_blob(name, compiled.export_model().getbuffer())
-        _return_freed_memory()
-        return _Compiled(compiled, shape)
+        def graph() -> Any:
+            g = self._graph_for_compile()
+            if shape is not None:
+                tokens = 1 + (shape[2] // PATCH_SIZE) * (shape[3] // PATCH_SIZE)
+                g.reshape({g.inputs[0]: ov.PartialShape(list(shape)),
+                           g.inputs[1]: ov.PartialShape([1, tokens, self.embed_dim])})
+            return g
+
+        compiled, blob, compiled_here = compile_or_import(self._core, self._config, self._entry,
+                                                          self._blob_name(shape), graph, self.notes)
+        self.compiles += compiled_here
+        return _Compiled(compiled, shape, blob)
 
     def _hold(self, shape: tuple[int, ...] | None) -> _Compiled:
         while len(self._held) >= self._keep:  # the old weights go before the new come
@@ -227,6 +215,32 @@ class OpenVinoBackend:
     def held_shapes(self) -> list[tuple[int, ...] | None]:
         """The shapes of the compiled models held now, least recently used first (None: dynamic)."""
         return list(self._held)
+
+
+def compile_or_import(core: Any, config: dict[str, Any], entry: Entry | None, blob_name: str,
+                      graph: Any, notes: list[str]) -> tuple[Any, Any, bool]:
+    """(compiled model, the mapped blob it may read its weights from, whether it was compiled
+    here): imported from the entry's blob ``blob_name`` when an earlier run exported one, else
+    compiled from ``graph()`` and exported for the next run. A broken blob is deleted, said in
+    ``notes`` and compiled again."""
+    if entry is not None:
+        blob, problem = entry.read_blob(blob_name)
+        if blob is not None:
+            try:
+                return core.import_model(_as_tensor(blob), "CPU", config), blob, False
+            except Exception as e:  # noqa: BLE001 - a blob of another build or damaged: compile again
+                entry.drop_blob(blob_name)
+                problem = f"{type(e).__name__}"
+        if problem is not None:
+            notes.append(f"the compiled model {blob_name} in {entry.folder} was broken ({problem}): "
+                         f"compiled it again")
+    g = graph()
+    compiled = core.compile_model(g, "CPU", config)
+    del g  # the plugin holds what it needs
+    if entry is not None:
+        entry.write_blob(blob_name, compiled.export_model().getbuffer())
+    _return_freed_memory()
+    return compiled, None, True
 
 
 def _as_tensor(blob: np.ndarray) -> Any:

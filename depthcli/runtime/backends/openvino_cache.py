@@ -10,8 +10,10 @@ family's ``to_dict()``), depthcli's version and the source of the network code t
 (``code_fingerprint``, read from the files, not imported), and OpenVINO's version.
 
 An entry holds everything a run needs without torch and without the checkpoint:
-- ``model.xml`` / ``model.bin``: the float32 graph, dynamic shapes (precision is chosen when
-  it is compiled, so f32 and bf16 share one entry);
+- ``<graph>.xml`` / ``<graph>.bin``: the float32 graphs, dynamic shapes (precision is chosen
+  when they are compiled, so f32 and bf16 share one entry): ``model`` for the per-image
+  families, ``encoder``, ``window``, ``stream``, ``stream_first`` for Video Depth Anything
+  (``openvino_temporal_graph.py``);
 - ``position.npy``: the learned position table, resized per grid in NumPy (``runtime/position``);
 - ``meta.json`` (written last): the key material, every file's size and sha256, and the
   ``recipe``: the family config (its traits: preprocessing, output kind, ...) and graph I/O;
@@ -44,7 +46,7 @@ from typing import Any
 from ..fingerprint import file_sha256
 
 FORMAT = 2  # bump when the layout of an entry changes
-GRAPH_FILES = ("model.xml", "model.bin")
+MAIN_GRAPH = "model"  # the one graph of a per-image family
 POSITION_FILE = "position.npy"
 META = "meta.json"
 COMPILED = "compiled"
@@ -109,6 +111,11 @@ def read_graph(xml: Path) -> Any:
     return core.read_model(str(xml))
 
 
+def graph_files(graphs: list[str]) -> list[str]:
+    """The files of the named graphs: ``<graph>.xml`` and its weights ``<graph>.bin``."""
+    return [f"{g}{suffix}" for g in graphs for suffix in (".xml", ".bin")]
+
+
 def _crc32(path: Path) -> int:
     crc = 0
     with open(path, "rb") as f:
@@ -128,18 +135,24 @@ class Entry:
     def key(self) -> str:
         return self.folder.name
 
-    @property
-    def xml(self) -> Path:
-        return self.folder / "model.xml"
+    def xml(self, graph: str = MAIN_GRAPH) -> Path:
+        return self.folder / f"{graph}.xml"
 
     @property
     def recipe(self) -> dict[str, Any]:
         return self.meta["recipe"]
 
-    def verify_graph(self) -> str | None:
-        """None when the graph files still hold the bytes recorded at conversion (read them
+    @property
+    def graphs(self) -> list[str]:
+        return list(self.meta.get("graphs", [MAIN_GRAPH]))
+
+    def weights_bytes(self) -> int:
+        return sum(int(self.meta["files"][f"{g}.bin"]["size"]) for g in self.graphs)
+
+    def verify_graph(self, graph: str = MAIN_GRAPH) -> str | None:
+        """None when the graph's files still hold the bytes recorded at conversion (read them
         all: only before a compile, which reads them anyway), else what is wrong."""
-        for name in GRAPH_FILES:
+        for name in graph_files([graph]):
             want = self.meta["files"][name]
             try:
                 if file_sha256(self.folder / name, memo=False) != want.get("sha256"):
@@ -242,7 +255,10 @@ class ModelCache:
             meta["recipe"]["config"]
         except (OSError, ValueError, KeyError, TypeError) as e:
             return {}, f"no valid {META} ({type(e).__name__})"
-        for name in (*GRAPH_FILES, POSITION_FILE):
+        graphs = meta.get("graphs", [MAIN_GRAPH])
+        if not isinstance(graphs, list) or not all(isinstance(g, str) for g in graphs):
+            return meta, f"{META} lists no graphs"
+        for name in (*graph_files(graphs), POSITION_FILE):
             want = files.get(name) if isinstance(files, dict) else None
             if not isinstance(want, dict):
                 return meta, f"{META} does not list {name}"
@@ -268,10 +284,10 @@ class ModelCache:
         shutil.rmtree(trash, ignore_errors=True)
 
     # ----------------------------------------------------------------------------- write
-    def store(self, key: str, ov_model: Any, material: dict[str, Any], recipe: dict[str, Any],
+    def store(self, key: str, graphs: Any, material: dict[str, Any], recipe: dict[str, Any],
               position_1nc: Any) -> Entry:
-        """Write ``ov_model`` (with the position table and the recipe) as entry ``key``
-        atomically. Raises OSError when the cache cannot be written."""
+        """Write the graphs (one ``openvino.Model``, or {name: model}), the position table and
+        the recipe as entry ``key``, atomically. Raises OSError when the cache cannot be written."""
         import numpy as np
         import openvino as ov
 
@@ -279,14 +295,17 @@ class ModelCache:
         self._sweep()
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=self.root))
         try:
-            # compress_to_fp16=False: the default would round every weight to float16
-            ov.save_model(ov_model, str(tmp / "model.xml"), compress_to_fp16=False)
+            named = graphs if isinstance(graphs, dict) else {MAIN_GRAPH: graphs}
+            for name, graph in named.items():
+                # compress_to_fp16=False: the default would round every weight to float16
+                ov.save_model(graph, str(tmp / f"{name}.xml"), compress_to_fp16=False)
             np.save(tmp / POSITION_FILE, np.ascontiguousarray(position_1nc, dtype=np.float32), allow_pickle=False)
+            names = [*graph_files(list(named)), POSITION_FILE]
             files = {name: {"size": (tmp / name).stat().st_size, "sha256": file_sha256(tmp / name, memo=False)}
-                     for name in (*GRAPH_FILES, POSITION_FILE)}
-            meta = {**material, "key": key, "files": files, "recipe": recipe,
+                     for name in names}
+            meta = {**material, "key": key, "graphs": list(named), "files": files, "recipe": recipe,
                     "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-            for name in (*GRAPH_FILES, POSITION_FILE):  # the data is on disk before the entry becomes visible
+            for name in names:  # the data is on disk before the entry becomes visible
                 with open(tmp / name, "rb") as f:
                     os.fsync(f.fileno())
             with open(tmp / META, "w", encoding="utf-8") as f:

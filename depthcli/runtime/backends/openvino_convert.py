@@ -12,20 +12,26 @@ from ...model.errors import CheckpointError
 from .openvino_backend import OpenVinoBackend, home_relative, ov_version
 from .openvino_cache import ModelCache, entry_key
 from .openvino_graph import convert, float_cpu_model, position_table, recipe
+from .openvino_temporal import OpenVinoTemporalBackend
 
 
 def backend_for_model(model: nn.Module, *, precision: str = "fp32", threads: int | None = None,
                       weights_sha256: str | None = None, cache: ModelCache | None | bool = True,
-                      static_shapes: bool = True) -> OpenVinoBackend:
-    """The OpenVINO backend running ``model``: from its cache entry when one exists (keyed by
+                      static_shapes: bool = True) -> Any:
+    """The OpenVINO backend running ``model`` (an ``OpenVinoBackend``, or for a clip model an
+    ``OpenVinoTemporalBackend``): from its cache entry when one exists (keyed by
     ``weights_sha256``, the checkpoint's content; by the tensors' own hash when not given),
     else converted now, stored, and compiled for any shape (its ``notes`` say what it cost).
     ``cache=False`` converts every time and stores nothing."""
     model = float_cpu_model(model)
-    options = {"precision": precision, "threads": threads, "static_shapes": static_shapes}
+    temporal = model.config.traits.temporal
+    options = {"precision": precision, "threads": threads}
+    if not temporal:
+        options["static_shapes"] = static_shapes
+    kind = OpenVinoTemporalBackend if temporal else OpenVinoBackend
     if cache is False:
-        graph, seconds = convert(model)
-        backend = OpenVinoBackend(recipe(model), position_table(model), graph=graph, **options)
+        graphs, seconds = _convert(model)
+        backend = kind(_recipe(model, graphs), position_table(model), **_in_memory(graphs, temporal), **options)
         return _first_use(backend, seconds, " (not cached)")
     store = cache if isinstance(cache, ModelCache) else ModelCache()
     if weights_sha256 is None:
@@ -35,18 +41,37 @@ def backend_for_model(model: nn.Module, *, precision: str = "fp32", threads: int
     key, material = entry_key(weights_sha256, model.config.to_dict())
     entry, problem = store.find(key)
     if entry is not None:
-        return OpenVinoBackend.from_entry(entry, **options)
-    graph, seconds = convert(model)
+        return kind.from_entry(entry, **options)
+    graphs, seconds = _convert(model)
     try:
-        entry = store.store(key, graph, material, recipe(model), position_table(model))
+        entry = store.store(key, graphs, material, _recipe(model, graphs), position_table(model))
     except OSError as e:
-        backend = OpenVinoBackend(recipe(model), position_table(model), graph=graph, **options)
+        backend = kind(_recipe(model, graphs), position_table(model), **_in_memory(graphs, temporal), **options)
         return _first_use(backend, seconds, f" (cannot cache it in {store.root}: {e.strerror or e}; "
                                             f"converting every run)")
-    del graph  # converted graphs share the torch tensors' memory: the stored copy is compiled
+    del graphs  # converted graphs share the torch tensors' memory: the stored copies are compiled
     rebuilt = f"; the cached copy was broken ({problem}) and was rebuilt" if problem else ""
-    backend = OpenVinoBackend.from_entry(entry, **options)
+    backend = kind.from_entry(entry, **options)
     return _first_use(backend, seconds, f" (cached in {home_relative(entry.folder)}{rebuilt})")
+
+
+def _convert(model: nn.Module) -> tuple[Any, float]:
+    """(the graph, or {name: graph} for a clip model; seconds the conversion took)."""
+    if not model.config.traits.temporal:
+        return convert(model)
+    from .openvino_temporal_graph import convert_temporal
+
+    converted = convert_temporal(model)
+    return {name: graph for name, (graph, _) in converted.items()}, sum(s for _, s in converted.values())
+
+
+def _recipe(model: nn.Module, graphs: Any) -> dict[str, Any]:
+    return {**recipe(model), "graphs": list(graphs) if isinstance(graphs, dict) else ["model"]}
+
+
+def _in_memory(graphs: Any, temporal: bool) -> dict[str, Any]:
+    """The constructor argument of a backend over graphs that could not be cached."""
+    return {"graphs": graphs} if temporal else {"graph": graphs}
 
 
 def _first_use(backend: OpenVinoBackend, converted_s: float, where: str) -> OpenVinoBackend:
