@@ -110,7 +110,7 @@ def load(source: str | Path):  # noqa: ANN201
 # ----------------------------------------------------------------------------------- registry
 def test_registry_names_repos_and_licences() -> None:
     models = registry.MODELS
-    assert len(models) == 12
+    assert len(models) == 22
     assert models["v1-base"].repo_id == "LiheYoung/depth-anything-base-hf"
     assert models["v2-large"].repo_id == "depth-anything/Depth-Anything-V2-Large-hf"
     indoor, outdoor = models["v2-metric-indoor-small"], models["v2-metric-outdoor-large"]
@@ -120,8 +120,33 @@ def test_registry_names_repos_and_licences() -> None:
     assert models["v2-small"].max_depth is None and models["v1-large"].version == 1
     free = {n for n, e in models.items() if e.commercial_use}
     assert free == {"v1-small", "v1-base", "v1-large", "v2-small", "v2-metric-indoor-small",
-                    "v2-metric-outdoor-small"}
+                    "v2-metric-outdoor-small", "da3-small", "da3-base", "da3mono-large", "da3metric-large",
+                    "vda-small", "vda-metric-small"}
     assert all(models[n].licence == "CC-BY-NC-4.0" for n in set(models) - free)
+    assert models["da3mono-large"].repo_id == "depth-anything/DA3MONO-LARGE"
+    assert models["da3-small"].files == ("config.json", "model.safetensors")
+    vda = models["vda-metric-base"]
+    assert (vda.repo_id, vda.files) == ("depth-anything/Metric-Video-Depth-Anything-Base",
+                                        ("metric_video_depth_anything_vitb.pth",))
+    assert {e.family for e in models.values()} == {"depth_anything", "depth_anything_3", "video_depth_anything"}
+
+
+def test_licence_note_follows_the_weights_by_path(tmp_path: Path) -> None:
+    """A non-commercial checkpoint given by path is known by its published name, its Hugging
+    Face cache folder, or what `depthcli convert` recorded; an anonymous file says nothing."""
+    published = tmp_path / "depth_anything_v2_vitb.pth"
+    published.write_bytes(b"weights")
+    assert "CC-BY-NC-4.0" in registry.licence_notice(str(published))
+    vda = tmp_path / "video_depth_anything_vitl.pth"
+    vda.write_bytes(b"weights")
+    assert "vda-large" in registry.licence_notice(str(vda))
+    cached = tmp_path / "hub" / "models--depth-anything--Depth-Anything-V2-Large-hf" / "snapshots" / "abc"
+    cached.mkdir(parents=True)
+    assert "v2-large" in registry.licence_notice(str(cached))
+    anonymous = tmp_path / "mine.pth"
+    anonymous.write_bytes(b"weights")
+    assert registry.licence_notice(str(anonymous)) is None
+    assert registry.licence_notice(str(tmp_path / "video_depth_anything_vits.pth")) is None  # Apache, and absent
 
 
 def test_licence_notice_only_for_non_commercial_models() -> None:
@@ -344,3 +369,21 @@ def test_convert_a_registry_name_uses_the_cache(downloaded: dict, server: HubSer
     assert result.exit_code == 0, result.output
     assert torch.equal(depth(load(dst)), depth(load(tiny_repo)))
     assert server.requests == []
+
+
+def test_licence_note_follows_a_published_checkpoint_through_convert(tiny_model, tmp_path: Path) -> None:  # noqa: ANN001
+    """`-m depth_anything_v2_vitb.pth` says the CC-BY-NC note; so does the file `depthcli convert`
+    makes of it (the identity is in its metadata), whatever it is renamed to."""
+    from cli_helpers import run_cli, write_image
+
+    published = tmp_path / "depth_anything_v2_vitb.pth"
+    published.write_bytes(tiny_model.unnamed_pth.read_bytes())
+    write_image(tmp_path / "a.png")
+    proc = run_cli("image", tmp_path / "a.png", "--model", published, "--size", "70", "-o", tmp_path / "out")
+    assert proc.returncode == 0, proc.stderr
+    assert sum("CC-BY-NC-4.0" in line for line in proc.stderr.splitlines()) == 1, proc.stderr
+    converted = tmp_path / "renamed.safetensors"
+    proc = run_cli("convert", published, converted)
+    assert proc.returncode == 0 and "CC-BY-NC-4.0" in proc.stderr, proc.stderr
+    proc = run_cli("image", tmp_path / "a.png", "--model", converted, "--size", "70", "-o", tmp_path / "out2")
+    assert proc.returncode == 0 and "v2-base" in proc.stderr and "non-commercial" in proc.stderr, proc.stderr

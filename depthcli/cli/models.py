@@ -148,9 +148,9 @@ def _read_source(src: str, version: int | None, max_depth: float | None):  # noq
     from ..model import read_checkpoint
     from ..runtime.loading import resolve_source
 
+    registry.print_licence_notice(src)  # a registry name, or a path whose identity is known
     if not Path(src).expanduser().exists() and src in registry.MODELS:
         entry = registry.MODELS[src]
-        registry.print_licence_notice(src)
         version = version or entry.version
         max_depth = max_depth or entry.max_depth
     return read_checkpoint(resolve_source(src), version=version, max_depth=max_depth)
