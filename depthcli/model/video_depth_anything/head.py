@@ -27,6 +27,7 @@ from .temporal import STATES_PER_MODULE, MotionModule
 
 MOTION_MODULES = 4
 STATES = MOTION_MODULES * STATES_PER_MODULE  # hidden states per decode, motion-module-major
+FINE_CHUNK = 4  # frames at a time through the fine half (the original's micro-batch): bounds a window's memory
 
 
 class TemporalDPTHead(nn.Module):
@@ -56,6 +57,11 @@ class TemporalDPTHead(nn.Module):
             return run
 
         pyramid = self.reassemble(tokens, grid_h, grid_w, hooks={2: motion(0), 3: motion(1)})
-        fused = self.fusion(pyramid, hooks={3: motion(2), 2: motion(3)})
-        depth = self.output(fused, (grid_h * PATCH_SIZE, grid_w * PATCH_SIZE))
+        path = self.fusion.coarse(pyramid, hooks={3: motion(2), 2: motion(3)})
+        out_hw = (grid_h * PATCH_SIZE, grid_w * PATCH_SIZE)
+        # the fine half and the output convolutions see each frame alone: FINE_CHUNK frames at a
+        # time, as the original does, holds an eighth of a window's largest maps at once
+        depth = torch.cat([self.output(self.fusion.fine(path[i:i + FINE_CHUNK], [level[i:i + FINE_CHUNK]
+                                                                                   for level in pyramid]), out_hw)
+                           for i in range(0, path.shape[0], FINE_CHUNK)])
         return depth.squeeze(1), tuple(s for module_states in states for s in module_states)
