@@ -396,7 +396,6 @@ def test_config_and_postprocess_import_without_torch() -> None:
 def original_sky_fill(depth_hw: np.ndarray, sky_hw: np.ndarray) -> np.ndarray:
     original_da3()  # skips the test without the original code (or its addict)
     from addict import Dict
-
     from depth_anything_3.model.da3 import DepthAnything3Net
 
     out = Dict(depth=torch.from_numpy(depth_hw)[None, None].clone(), sky=torch.from_numpy(sky_hw)[None, None].clone())

@@ -2,8 +2,8 @@
 model's results in float32, at two patch grids (non-square both ways) from the same converted
 graphs: the encoder's taps, a 32-frame window's depth, and 40 frames of streaming mode run
 through ``StreamCache`` as ``runtime/temporal.StreamRun`` runs them, once on the torch model
-(``TorchTemporalBackend``) and once on the graphs (``OvTemporal`` below: the three
-``TemporalBackend`` operations written out on the compiled graphs).
+(``TorchTemporalBackend``) and once on the graphs (``OpenVinoTemporalBackend``, the runtime's
+own, over the converted graphs in memory).
 
 A tiny network (64 wide, 4 blocks) with seeded random weights in which every tensor is
 non-trivial (norms, biases, position table, class token), so no code path hides behind an
@@ -106,41 +106,14 @@ def converted(model: VideoDepthAnything) -> dict:
 
 
 @pytest.fixture(scope="module")
-def ov_backend(model: VideoDepthAnything, converted: dict) -> OvTemporal:
-    import openvino as ov
+def ov_backend(model: VideoDepthAnything, converted: dict):  # noqa: ANN201 - OpenVinoTemporalBackend
+    """The runtime's own backend over the converted graphs (in memory: no cache entry)."""
+    from depthcli.runtime.backends.openvino_graph import position_table, recipe
+    from depthcli.runtime.backends.openvino_temporal import OpenVinoTemporalBackend
 
-    core = ov.Core()
-    config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 1}
-    return OvTemporal(model, {name: core.compile_model(graph, "CPU", config) for name, (graph, _) in converted.items()})
-
-
-class OvTemporal:
-    """The ``TemporalBackend`` operations on the compiled graphs: a frame's features are its
-    four taps, its states the eight ``state*`` outputs (NumPy)."""
-
-    name, device, dtype = "openvino", "cpu", "float32"
-
-    def __init__(self, model: VideoDepthAnything, compiled: dict) -> None:
-        self.model, self.compiled, self.notes = model, compiled, []
-
-    def encode(self, frames_nchw: np.ndarray) -> list[list[np.ndarray]]:
-        gh, gw = (d // PATCH_SIZE for d in frames_nchw.shape[-2:])
-        with torch.inference_mode():
-            position = self.model.encoder.position_encoding(gh, gw, torch.float32).numpy()
-        out = self.compiled["encoder"]({"image": frames_nchw, "position": position})
-        taps = [out[name] for name in TAPS]
-        return [[t[i:i + 1] for t in taps] for i in range(frames_nchw.shape[0])]
-
-    def decode_window(self, features: list, grid_hw: tuple[int, int]) -> np.ndarray:
-        feed = {name: np.concatenate([f[i] for f in features]) for i, name in enumerate(TAPS)}
-        return self.compiled["window"]({**feed, "grid": np.zeros(grid_hw, np.float32)})["depth"]
-
-    def decode_stream(self, features: list, grid_hw: tuple[int, int], context: list) -> tuple[np.ndarray, list]:
-        feed = {**dict(zip(TAPS, features, strict=True)), "grid": np.zeros(grid_hw, np.float32)}
-        if context:
-            feed.update({name: np.concatenate([s[i] for s in context], axis=1) for i, name in enumerate(PAST)})
-        out = self.compiled["stream" if context else "stream_first"](feed)
-        return out["depth"][0], [out[name] for name in NEW_STATES]
+    graphs = {name: graph for name, (graph, _) in converted.items()}
+    return OpenVinoTemporalBackend({**recipe(model), "graphs": list(graphs)}, position_table(model), graphs=graphs,
+                                   threads=1)
 
 
 def stream_run(backend: object, clip_nchw: np.ndarray) -> list[np.ndarray]:
@@ -170,12 +143,14 @@ def test_graph_inputs_and_outputs(model: VideoDepthAnything, converted: dict) ->
              for name, (g, _) in converted.items()}
     assert tuple(names) == GRAPHS
     assert names["encoder"] == (["image", "position"], list(TAPS))
-    assert names["window"] == ([*TAPS, "grid"], ["depth"])
+    assert names["window"] == ([*TAPS[2:], "grid"], ["path"])
+    assert names["window_fine"] == ([*TAPS[:2], "path", "grid"], ["depth"])
     assert names["stream"] == ([*TAPS, "grid", *PAST], ["depth", *NEW_STATES])
     assert names["stream_first"] == ([*TAPS, "grid"], ["depth", *NEW_STATES])
     shapes = {name: [str(p.get_partial_shape()) for p in g.inputs] for name, (g, _) in converted.items()}
     assert shapes["encoder"] == ["[?,3,?,?]", f"[1,?,{c}]"]
-    assert shapes["window"] == [f"[{WINDOW},?,{c}]"] * 4 + ["[?,?]"]
+    assert shapes["window"] == [f"[{WINDOW},?,{c}]"] * 2 + ["[?,?]"]
+    assert shapes["window_fine"] == [f"[?,?,{c}]"] * 2 + [f"[?,{ENCODER.features},?,?]", "[?,?]"]
     assert shapes["stream"] == [f"[1,?,{c}]"] * 4 + ["[?,?]"] + [f"[?,{STREAM_CONTEXT},{ch}]"
                                                              for ch in state_channels(model)]
     assert all(not p.get_partial_shape().is_static for g, _ in converted.values() for p in g.outputs)
@@ -197,7 +172,8 @@ def test_the_weights_are_not_trivial(model: VideoDepthAnything) -> None:
 
 
 @pytest.mark.parametrize("grid", GRIDS, ids=lambda g: f"{g[0]}x{g[1]}")
-def test_encoder_and_window(model: VideoDepthAnything, ov_backend: OvTemporal, grid: tuple[int, int]) -> None:
+def test_encoder_and_window(model: VideoDepthAnything, ov_backend,  # noqa: ANN001 - OpenVinoTemporalBackend
+                            grid: tuple[int, int]) -> None:
     clip = frames(WINDOW, grid, seed=grid[0]).numpy()
     reference = TorchTemporalBackend(model)
     expected = reference.encode(clip)
@@ -214,7 +190,8 @@ def test_encoder_and_window(model: VideoDepthAnything, ov_backend: OvTemporal, g
 
 
 @pytest.mark.parametrize("grid", GRIDS, ids=lambda g: f"{g[0]}x{g[1]}")
-def test_stream(model: VideoDepthAnything, ov_backend: OvTemporal, grid: tuple[int, int]) -> None:
+def test_stream(model: VideoDepthAnything, ov_backend,  # noqa: ANN001 - OpenVinoTemporalBackend
+                grid: tuple[int, int]) -> None:
     clip = frames(STREAM_FRAMES, grid, seed=10 + grid[1]).numpy()
     expected = stream_run(TorchTemporalBackend(model), clip)
     actual = stream_run(ov_backend, clip)

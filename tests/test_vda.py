@@ -322,6 +322,26 @@ def test_forward_matches_the_original(originals: Originals, ours: dict, metric: 
     assert float((alone[0, 0] - actual[0, 0]).abs().max()) > 1e-3
 
 
+def test_memory_bounding_chunks_give_the_same_depth(originals: Originals, ours: dict,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The motion modules' pixel chunks and the head's 4-frame fine chunks change no value:
+    forced small here (the parity cases are too small to split), the depth and the streaming
+    states equal the unchunked run's."""
+    from depthcli.model.video_depth_anything import head, temporal
+
+    model = ours[False]
+    x = torch.stack([vda_input(f, SIZE) for f in make_clip(WINDOW, 48, 64, seed=4)])
+    with torch.no_grad():
+        features = model.encode(x)
+        whole, whole_states = model.decode(features, 3, 4, WINDOW)
+        monkeypatch.setattr(temporal, "SEQUENCE_CHUNK", 5)
+        monkeypatch.setattr(head, "FINE_CHUNK", 3)
+        split, split_states = model.decode(features, 3, 4, WINDOW)
+    assert float((split - whole).abs().max() / whole.abs().max()) <= 1e-6
+    for a, b in zip(split_states, whole_states, strict=True):
+        assert a.shape == b.shape and float((a - b).abs().max()) <= 1e-6 * max(float(b.abs().max()), 1.0)
+
+
 # ----------------------------------------------------------------------------------- window mode
 WINDOW_CASES = {
     "60 frames, 3 windows": (False, make_clip(60, 48, 64, seed=5)),

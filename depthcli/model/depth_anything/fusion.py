@@ -52,25 +52,25 @@ class Fusion(nn.Module):
                 hooks: Mapping[int, Callable[[torch.Tensor], torch.Tensor]] | None = None) -> torch.Tensor:
         """``hooks[i]`` transforms block i's output before the next finer block takes it: where
         Video Depth Anything mixes frames (after blocks 3 and 2). Without hooks, the plain DPT."""
-        return self.fine(self.coarse(pyramid, hooks=hooks), pyramid, hooks=hooks)
+        l1, l2, l3, l4 = pyramid
+        return self.fine(self.coarse(l3, l4, l2.shape[-2:], hooks=hooks), l1, l2, hooks=hooks)
 
-    def coarse(self, pyramid: list[torch.Tensor], *,
+    def coarse(self, l3: torch.Tensor, l4: torch.Tensor, l2_hw: tuple[int, int], *,
                hooks: Mapping[int, Callable[[torch.Tensor], torch.Tensor]] | None = None) -> torch.Tensor:
-        """Blocks 3 and 2 (the coarse half, at the patch grid): the path block 1 continues."""
+        """Blocks 3 and 2 (the coarse half, at the patch grid): the path block 1 continues, at
+        the size ``l2_hw`` of level 1."""
         hooks = hooks or {}
-        _, l2, l3, l4 = pyramid
         path = self.blocks[3](l4, size=l3.shape[-2:])
         path = hooks[3](path) if 3 in hooks else path
-        path = self.blocks[2](path, l3, size=l2.shape[-2:])
+        path = self.blocks[2](path, l3, size=l2_hw)
         return hooks[2](path) if 2 in hooks else path
 
-    def fine(self, path: torch.Tensor, pyramid: list[torch.Tensor], *,
+    def fine(self, path: torch.Tensor, l1: torch.Tensor, l2: torch.Tensor, *,
              hooks: Mapping[int, Callable[[torch.Tensor], torch.Tensor]] | None = None) -> torch.Tensor:
         """Blocks 1 and 0 (the fine half, at 2x and 4x the patch grid, 8x out): per image, so a
         caller may run it on a few images at a time to bound memory (Video Depth Anything's
         32-frame windows)."""
         hooks = hooks or {}
-        l1, l2 = pyramid[0], pyramid[1]
         path = self.blocks[1](path, l2, size=l1.shape[-2:])
         path = hooks[1](path) if 1 in hooks else path
         return self.blocks[0](path, l1)

@@ -38,12 +38,15 @@ class Reassemble(nn.Module):
             nn.Conv2d(c, features, kernel_size=3, padding=1, bias=False) for c in out_channels)
 
     def forward(self, tokens: list[torch.Tensor], grid_h: int, grid_w: int, *,
-                hooks: Mapping[int, Callable[[torch.Tensor], torch.Tensor]] | None = None) -> list[torch.Tensor]:
+                hooks: Mapping[int, Callable[[torch.Tensor], torch.Tensor]] | None = None,
+                levels: tuple[int, ...] = (0, 1, 2, 3)) -> list[torch.Tensor]:
         """``hooks[i]`` transforms level i between its resampling and its width convolution: where
-        Video Depth Anything mixes frames (levels 2 and 3). Without hooks, the plain DPT."""
+        Video Depth Anything mixes frames (levels 2 and 3). Without hooks, the plain DPT.
+        ``levels``: compute only these (``tokens`` holds theirs, in order): Video Depth Anything
+        runs the coarse levels over a whole window, the fine ones a few frames at a time."""
         pyramid = []
-        for level, (tokens_bnc, project, resample, to_features) in enumerate(zip(
-                tokens, self.projections, self.resamplers, self.to_features, strict=True)):
+        for level, tokens_bnc in zip(levels, tokens, strict=True):
+            project, resample, to_features = self.projections[level], self.resamplers[level], self.to_features[level]
             if self.token_norm is not None:
                 tokens_bnc = self.token_norm(tokens_bnc)
             b, _, c = tokens_bnc.shape

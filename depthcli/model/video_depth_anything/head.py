@@ -43,7 +43,19 @@ class TemporalDPTHead(nn.Module):
                 cached: Sequence[torch.Tensor] | None = None) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """Tapped tokens of B clips x ``frames`` frames -> (B x frames, H, W) depth and the
         ``STATES`` hidden states (module-major). ``cached``: the same states of earlier frames
-        (streaming mode), each concatenated along its time axis."""
+        (streaming mode), each concatenated along its time axis.
+
+        The fine half sees each frame alone: ``FINE_CHUNK`` frames at a time, as the original
+        does, holds an eighth of a window's largest maps at once."""
+        path, states = self.coarse(tokens[2:], grid_h, grid_w, frames, cached)
+        depth = torch.cat([self.fine([t[i:i + FINE_CHUNK] for t in tokens[:2]], path[i:i + FINE_CHUNK],
+                                     grid_h, grid_w) for i in range(0, path.shape[0], FINE_CHUNK)])
+        return depth, states
+
+    def coarse(self, tokens: list[torch.Tensor], grid_h: int, grid_w: int, frames: int,
+               cached: Sequence[torch.Tensor] | None = None) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """The temporal half: taps 2 and 3 of B clips x ``frames`` frames -> the fusion path at
+        level 1's size (2 grid_h x 2 grid_w), where every motion module has run, and the states."""
         if cached is not None and len(cached) != STATES:
             raise ValueError(f"need {STATES} cached temporal states, got {len(cached)}")
         states: list[tuple[torch.Tensor, ...]] = [()] * MOTION_MODULES
@@ -56,12 +68,13 @@ class TemporalDPTHead(nn.Module):
                 return maps_nchw
             return run
 
-        pyramid = self.reassemble(tokens, grid_h, grid_w, hooks={2: motion(0), 3: motion(1)})
-        path = self.fusion.coarse(pyramid, hooks={3: motion(2), 2: motion(3)})
-        out_hw = (grid_h * PATCH_SIZE, grid_w * PATCH_SIZE)
-        # the fine half and the output convolutions see each frame alone: FINE_CHUNK frames at a
-        # time, as the original does, holds an eighth of a window's largest maps at once
-        depth = torch.cat([self.output(self.fusion.fine(path[i:i + FINE_CHUNK], [level[i:i + FINE_CHUNK]
-                                                                                   for level in pyramid]), out_hw)
-                           for i in range(0, path.shape[0], FINE_CHUNK)])
-        return depth.squeeze(1), tuple(s for module_states in states for s in module_states)
+        l3, l4 = self.reassemble(tokens, grid_h, grid_w, hooks={2: motion(0), 3: motion(1)}, levels=(2, 3))
+        path = self.fusion.coarse(l3, l4, (2 * grid_h, 2 * grid_w), hooks={3: motion(2), 2: motion(3)})
+        return path, tuple(s for module_states in states for s in module_states)
+
+    def fine(self, tokens: list[torch.Tensor], path: torch.Tensor, grid_h: int, grid_w: int) -> torch.Tensor:
+        """The per-frame half: taps 0 and 1 and the coarse path of some frames -> their
+        (N, H, W) depth at the network resolution."""
+        l1, l2 = self.reassemble(tokens, grid_h, grid_w, levels=(0, 1))
+        depth = self.output(self.fusion.fine(path, l1, l2), (grid_h * PATCH_SIZE, grid_w * PATCH_SIZE))
+        return depth.squeeze(1)

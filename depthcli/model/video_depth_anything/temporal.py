@@ -25,6 +25,7 @@ BLOCKS = 1
 ATTENTIONS_PER_BLOCK = 2
 STATES_PER_MODULE = BLOCKS * ATTENTIONS_PER_BLOCK
 FF_MULT = 4
+SEQUENCE_CHUNK = 4096  # pixels at a time through the blocks (eager mode): bounds their memory
 
 
 class GegluFeedForward(nn.Module):
@@ -81,8 +82,27 @@ class MotionModule(nn.Module):
         states: list[torch.Tensor] = []
         for i, block in enumerate(self.blocks):
             block_past = None if past is None else past[i * ATTENTIONS_PER_BLOCK:(i + 1) * ATTENTIONS_PER_BLOCK]
-            seq_stc, block_states = block(seq_stc, block_past)
+            seq_stc, block_states = _chunked(block, seq_stc, block_past)
             states.extend(block_states)
         seq_stc = self.proj_out(seq_stc)
         out_nchw = seq_stc.reshape(b, h * w, frames, c).permute(0, 2, 3, 1).reshape(n, c, h, w)
         return out_nchw + maps_nchw, tuple(states)
+
+
+def _chunked(block: TemporalBlock, seq_stc: torch.Tensor, past: Sequence[torch.Tensor] | None
+             ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """``block`` over the pixel sequences ``SEQUENCE_CHUNK`` at a time: each pixel's sequence is
+    independent (frames meet only along T), so the result is the same, and the feed-forward's
+    8x-wide hidden layer is held for a chunk, not for every pixel of a window at once. Not
+    while tracing: a loop over a dynamic size would be baked in (the OpenVINO graphs)."""
+    n = seq_stc.shape[0]
+    if torch.jit.is_tracing() or n <= SEQUENCE_CHUNK:
+        return block(seq_stc, past)
+    outs: list[torch.Tensor] = []
+    parts: list[list[torch.Tensor]] = []
+    for start in range(0, n, SEQUENCE_CHUNK):
+        rows = slice(start, start + SEQUENCE_CHUNK)
+        out, states = block(seq_stc[rows], None if past is None else [p[rows] for p in past])
+        outs.append(out)
+        parts.append(states)
+    return torch.cat(outs), [torch.cat(s) for s in zip(*parts, strict=True)]

@@ -22,6 +22,7 @@ from .openvino_backend import DTYPE_NAME, OV_PRECISION, compile_or_import, cpu_s
 from .openvino_cache import Entry, read_graph
 
 TAPS = 4  # tapped encoder levels: the decode graphs' first inputs
+FINE_CHUNK = 4  # model/video_depth_anything/head.FINE_CHUNK (not imported: it needs torch)
 
 
 class OpenVinoTemporalBackend:
@@ -88,7 +89,7 @@ class OpenVinoTemporalBackend:
         import time
 
         t0 = time.perf_counter()
-        for name in ("encoder", "window"):
+        for name in ("encoder", "window", "window_fine"):
             self._request(name)
         return time.perf_counter() - t0
 
@@ -108,11 +109,21 @@ class OpenVinoTemporalBackend:
         return [tuple(t[i:i + 1].copy() for t in taps) for i in range(x.shape[0])]
 
     def decode_window(self, features: list[tuple[np.ndarray, ...]], grid_hw: tuple[int, int]) -> np.ndarray:
-        request = self._request("window")
-        inputs = {i: np.concatenate([f[i] for f in features]) for i in range(TAPS)}
-        inputs[TAPS] = np.zeros(grid_hw, np.float32)  # the grid: read through its shape only
-        request.infer(inputs)
-        return request.get_output_tensor(0).data.copy()
+        """The temporal half over the window, then the per-frame half ``FINE_CHUNK`` frames at a
+        time (the original's micro-batch: a window's largest maps are never all held at once)."""
+        grid = np.zeros(grid_hw, np.float32)  # the grid: read through its shape only
+        coarse = self._request("window")
+        coarse.infer({0: np.concatenate([f[2] for f in features]), 1: np.concatenate([f[3] for f in features]),
+                      2: grid})
+        path = coarse.get_output_tensor(0).data.copy()
+        fine = self._request("window_fine")
+        depth = []
+        for start in range(0, len(features), FINE_CHUNK):
+            chunk = features[start:start + FINE_CHUNK]
+            fine.infer({0: np.concatenate([f[0] for f in chunk]), 1: np.concatenate([f[1] for f in chunk]),
+                        2: path[start:start + FINE_CHUNK], 3: grid})
+            depth.append(fine.get_output_tensor(0).data.copy())
+        return np.concatenate(depth)
 
     def decode_stream(self, features: tuple[np.ndarray, ...], grid_hw: tuple[int, int],
                       context: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:

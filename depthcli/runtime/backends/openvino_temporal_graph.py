@@ -4,7 +4,11 @@
 - ``encoder``: ``image (N, 3, H, W)`` + ``position (1, 1 + gh*gw, C)`` -> ``tap0..tap3``, each
   ``(N, gh*gw, C)`` (gh = H/14, gw = W/14): ``VideoDepthAnything.encode`` with the position
   encoding fed in, as ``openvino_graph.PositionFedModel`` does for the per-image families.
-- ``window``: the taps of 32 frames + ``grid`` -> ``depth (32, 14gh, 14gw)``: a window, no cache.
+- ``window``: taps 2 and 3 of 32 frames + ``grid`` -> ``path (32, F, 2gh, 2gw)``: the coarse,
+  temporal half of a window's head (every motion module), no cache;
+- ``window_fine``: taps 0 and 1 of a few frames + their ``path`` + ``grid`` -> ``depth (N,
+  14gh, 14gw)``: the per-frame half, which the runtime runs ``FINE_CHUNK`` frames at a time (as
+  the original's micro-batch), so a window never holds all 32 frames' largest maps at once.
 - ``stream``: the taps of one frame + ``grid`` + ``past0..past7``, the ``concat_states`` of 31
   earlier frames -> ``depth (1, 14gh, 14gw)`` and ``state0..state7``, the frame's own states to
   cache (``(pixels, 1, channels)``, the same layout with time length 1).
@@ -37,7 +41,7 @@ from ...model.video_depth_anything.schedule import WINDOW
 from ...model.video_depth_anything.temporal import STATES_PER_MODULE
 from .openvino_graph import PositionFedModel, _with_child, float_cpu_model, position_encoding, trace
 
-GRAPHS = ("encoder", "window", "stream", "stream_first")
+GRAPHS = ("encoder", "window", "window_fine", "stream", "stream_first")
 TAPS = tuple(f"tap{i}" for i in range(4))
 PAST = tuple(f"past{i}" for i in range(STATES))  # the cached states fed to ``stream``
 NEW_STATES = tuple(f"state{i}" for i in range(STATES))  # the frame's own, returned
@@ -70,6 +74,30 @@ class _DecodeGraph(nn.Module):
         depth, states = self.net.decode(taps, grid.shape[0], grid.shape[1], self.frames,
                                         list(past) if self.cached else None)
         return (depth, *states) if self.states else depth
+
+
+class _WindowCoarseGraph(nn.Module):
+    """``forward(tap2, tap3, grid) -> path``: the window's temporal half (``TemporalDPTHead.coarse``)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.head = model.head
+
+    def forward(self, tap2: torch.Tensor, tap3: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+        path, _ = self.head.coarse([tap2, tap3], grid.shape[0], grid.shape[1], WINDOW)
+        return path
+
+
+class _WindowFineGraph(nn.Module):
+    """``forward(tap0, tap1, path, grid) -> depth``: the per-frame half (``TemporalDPTHead.fine``)
+    of any number of frames."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.head = model.head
+
+    def forward(self, tap0: torch.Tensor, tap1: torch.Tensor, path: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+        return self.head.fine([tap0, tap1], path, grid.shape[0], grid.shape[1])
 
 
 def state_channels(model: nn.Module) -> tuple[int, ...]:
@@ -111,15 +139,20 @@ def convert_temporal(model: nn.Module) -> dict[str, tuple[Any, float]]:
                    for name, ch in zip(PAST, state_channels(model), strict=True)}
     with torch.no_grad():
         _, first_states = model.decode(taps, gh, gw, 1)
+        path, _ = model.head.coarse(taps[2:], gh, gw, 1)
     past = tuple(s.expand(-1, STREAM_CONTEXT, -1).contiguous() for s in first_states)
     outputs = ("depth", *NEW_STATES)
     return {
         "encoder": trace(encoder, (example_image, position),
                          {"image": ov.PartialShape([-1, 3, -1, -1]), "position": ov.PartialShape([1, -1, c])},
                          TAPS),
-        "window": trace(_DecodeGraph(model, WINDOW, cached=False, states=False),
-                        (*(t.expand(WINDOW, -1, -1).contiguous() for t in taps), grid),
-                        {**window_taps, **grid_shape}, ("depth",)),
+        "window": trace(_WindowCoarseGraph(model).eval(),
+                        (*(t.expand(WINDOW, -1, -1).contiguous() for t in taps[2:]), grid),
+                        {name: window_taps[name] for name in TAPS[2:]} | grid_shape, ("path",)),
+        "window_fine": trace(_WindowFineGraph(model).eval(), (*taps[:2], path, grid),
+                             {**dict.fromkeys(TAPS[:2], ov.PartialShape([-1, -1, c])),
+                              "path": ov.PartialShape([-1, model.config.encoder.features, -1, -1]), **grid_shape},
+                             ("depth",)),
         "stream": trace(_DecodeGraph(model, 1, cached=True, states=True), (*taps, grid, *past),
                         {**frame_taps, **grid_shape, **past_shapes}, outputs),
         "stream_first": trace(_DecodeGraph(model, 1, cached=False, states=True), (*taps, grid),
