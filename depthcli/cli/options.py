@@ -27,7 +27,11 @@ def model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         values = {field.name: kwargs.pop(field.name) for field in dataclasses.fields(PredictorSpec)}
         if values["model_version"] is not None:
             values["model_version"] = int(values["model_version"])
-        return fn(*args, spec=PredictorSpec(**values), **kwargs)
+        spec = PredictorSpec(**values)
+        problem = spec.backend_device_problem()
+        if problem:  # before anything runs, on every machine alike
+            raise click.UsageError(problem)
+        return fn(*args, spec=spec, **kwargs)
 
     decorators = [
         click.option("-m", "--model", "model", metavar="NAME|PATH", default=None,

@@ -1,6 +1,8 @@
 """Turn a model source (checkpoint path, folder, or registry name) into a ready network."""
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -10,10 +12,14 @@ from .device import pick_device, pick_dtype
 from .spec import PredictorSpec
 
 
-def resolve_source(source: str | Path) -> Path:
-    """A local path as is; otherwise a registry name, fetched into the Hugging Face cache."""
+def resolve_source(source: str | Path, *, label: str | None = None) -> Path:
+    """A local path as is; otherwise a registry name, fetched into the Hugging Face cache.
+    ``label``: the model as the user gave it (``PredictorSpec.source_label``), for the messages."""
+    label = label or str(source)
     path = Path(source).expanduser()
     if path.exists():
+        if path.is_file() and path.stat().st_size == 0:  # as an empty image is: not a torch EOFError
+            raise CheckpointError(f"{label}: empty file")
         return path
     from ..hub import registry
 
@@ -21,24 +27,52 @@ def resolve_source(source: str | Path) -> Path:
         from ..hub.download import fetch_model
 
         return fetch_model(str(source))
-    from ..model import CheckpointError
-
-    raise CheckpointError(f"{source}: no such file, folder or model name "
+    raise CheckpointError(f"{label}: no such file, folder or model name "
                           f"(names: {', '.join(registry.MODELS)})")
 
 
+@contextlib.contextmanager
+def named_as_given(path: Path, label: str) -> Iterator[None]:
+    """Checkpoint errors naming the model as the user gave it. The model layer names a file by
+    its base name (``m.pth: ...``); the user typed ``models/v2/m.pth``, or a registry name whose
+    file sits deep in the cache, or set ``$DEPTHCLI_MODEL``: that is what the message starts with."""
+    try:
+        yield
+    except CheckpointError as e:
+        text = str(e)
+        for prefix in (f"{path}: ", f"{path.name}: "):
+            if text.startswith(prefix):
+                raise CheckpointError(f"{label}: {text[len(prefix):]}") from e
+        if label != str(path):
+            raise CheckpointError(f"{label}: {text}") from e
+        raise
+
+
+def read_checkpoint_as_given(source: str | Path, *, label: str | None = None, version: int | None = None,
+                             max_depth: float | None = None):  # noqa: ANN201 - model.Checkpoint
+    """``model.read_checkpoint`` of a path or registry name, its errors naming it as given."""
+    label = label or str(source)
+    path = resolve_source(source, label=label)
+    with named_as_given(path, label):
+        return read_checkpoint(path, version=version, max_depth=max_depth)
+
+
 def load_model(source: str | Path, *, version: int | None = None, device: str | torch.device | None = None,
-               dtype: str | torch.dtype | None = None, max_depth: float | None = None) -> DepthAnything:
+               dtype: str | torch.dtype | None = None, max_depth: float | None = None,
+               label: str | None = None) -> DepthAnything:
     """Load a Depth-Anything model from any supported checkpoint, in eval mode.
 
     ``version`` (1 or 2) and ``max_depth`` (metres, metric models) override what the file says.
     ``device`` defaults to the best available; ``dtype`` to float32 ("fp16"/"bf16" accepted).
+    ``label``: how errors name the model (default: ``source`` as given).
     """
     dev = pick_device(device)
     dt = pick_dtype(dtype, dev)
-    path = resolve_source(source)
+    label = label or str(source)
+    path = resolve_source(source, label=label)
     try:
-        model = build_model(read_checkpoint(path, version=version, max_depth=max_depth))
+        with named_as_given(path, label):
+            model = build_model(read_checkpoint(path, version=version, max_depth=max_depth))
     except CheckpointError:
         raise
     except (ValueError, TypeError, KeyError, AttributeError, IndexError, RuntimeError) as e:
@@ -47,7 +81,7 @@ def load_model(source: str | Path, *, version: int | None = None, device: str | 
         if "out of memory" in str(e).lower():
             raise
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-        raise CheckpointError(f"{Path(path).name}: not a usable Depth-Anything checkpoint "
+        raise CheckpointError(f"{label}: not a usable Depth-Anything checkpoint "
                               f"({type(e).__name__}: {first})") from e
     model = model.to(device=dev, dtype=dt)
     if dev.type in ("cpu", "cuda"):
@@ -76,6 +110,9 @@ def build_predictor(spec: PredictorSpec):  # noqa: ANN201 - DepthPredictor (impo
     from .predictor import DepthPredictor
     from .threads import configure_threads
 
+    problem = spec.backend_device_problem()
+    if problem:
+        raise BackendUnavailable(problem)
     requested = requested_backend(spec.backend)
     try:
         # --backend openvino means the CPU: with --device auto it is not an error on a GPU box
@@ -86,12 +123,13 @@ def build_predictor(spec: PredictorSpec):  # noqa: ANN201 - DepthPredictor (impo
         raise DeviceError(str(e)) from None
     name, backend_note = choose_backend(requested, dev, device_was_explicit=spec.device != "auto")
     notes = [n for n in (precision_note, backend_note) if n]
-    path = resolve_source(spec.source)
+    label = spec.source_label
+    path = resolve_source(spec.source, label=label)
     if name == "openvino":
         from .backends.openvino_backend import OpenVinoBackend
         from .fingerprint import checkpoint_sha256
 
-        net = load_model(path, version=spec.model_version, device=dev, dtype=torch.float32)
+        net = load_model(path, version=spec.model_version, device=dev, dtype=torch.float32, label=label)
         configure_threads(dev)
         try:
             backend = OpenVinoBackend(net, precision=precision or "fp32", weights_sha256=checkpoint_sha256(path))
@@ -100,7 +138,7 @@ def build_predictor(spec: PredictorSpec):  # noqa: ANN201 - DepthPredictor (impo
             raise
         except Exception as e:  # noqa: BLE001 - a conversion failure must not end an `auto` run
             if requested == "openvino":
-                raise CheckpointError(f"{path.name}: cannot run on OpenVINO ({type(e).__name__}: "
+                raise CheckpointError(f"{label}: cannot run on OpenVINO ({type(e).__name__}: "
                                       f"{(str(e).strip().splitlines() or [''])[0][:160]})") from e
             notes.append(f"openvino could not run this model ({type(e).__name__}): using the torch backend")
         else:
@@ -109,7 +147,7 @@ def build_predictor(spec: PredictorSpec):  # noqa: ANN201 - DepthPredictor (impo
                                        batch=spec.batch or default_batch(dev))
             predictor.notes[:0] = notes
             return predictor
-    net = load_model(path, version=spec.model_version, device=dev, dtype=dt)
+    net = load_model(path, version=spec.model_version, device=dev, dtype=dt, label=label)
     configure_threads(dev)
     predictor = DepthPredictor(net, size=spec.size, max_side=spec.max_side, batch=spec.batch or default_batch(dev))
     predictor.notes[:0] = notes
