@@ -52,8 +52,9 @@ def model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="What runs the network: openvino (CPU, fastest there), torch (any device). "
                           "Default: $DEPTHCLI_BACKEND or auto (openvino on the CPU when installed)."),
         click.option("--batch", type=click.IntRange(min=1), default=None,
-                     help="Images or frames of one network size per forward pass. Default: 4 on CUDA, "
-                          "1 on the CPU (where batching only adds latency)."),
+                     help="Images or frames of one network size per forward pass (the same depth as one "
+                          "at a time: bit for bit on OpenVINO, to float rounding on torch). Default: 4 on "
+                          "CUDA, 1 on the CPU (where batching only adds latency)."),
     ]
     for deco in reversed(decorators):
         wrapper = deco(wrapper)
