@@ -194,7 +194,6 @@ _KNOWN_LINES = [
     r"frame \d+: \d+x\d+ -> \d+x\d+, .*",
     r"\d+ (image|frame)s?( processed)?(, \d+ failed)?(: .*)?",
     r".*: \d+x\d+, [\d.e+]+ fps, (\d+|unknown) frames -> .*",
-    r".*: model-only [\d.]+ fps, end-to-end [\d.]+ fps \(\d+ frames in [\d.]+ s\)",
     r"Usage: depthcli .*", r"Try 'depthcli .* for help\.", r"Error: .*",
 ]
 _KNOWN = re.compile("|".join(f"(?:{p})" for p in _KNOWN_LINES))

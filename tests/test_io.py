@@ -319,7 +319,7 @@ def tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _collect(specs: list[str], recursive: bool = False, list_file: str | None = None, stdin: bytes = b""):
-    return collect_inputs(specs, recursive=recursive, list_file=list_file, stdin=io.BytesIO(stdin))
+    return collect_inputs(specs, recursive=recursive, list_file=list_file, stdin=io.BytesIO(stdin))[:2]
 
 
 def test_inputs_directory_non_recursive(tree: Path) -> None:

@@ -123,3 +123,21 @@ def with_handled_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
 
     return wrapper
+
+
+def given(name: str, *, from_env: bool = False) -> bool:
+    """Whether the user gave option ``name`` (the parameter's name) on the command line (or, with
+    ``from_env``, in its environment variable) rather than leaving its default: an option that
+    cannot apply is refused, but only when it was asked for."""
+    from click.core import ParameterSource
+
+    source = click.get_current_context().get_parameter_source(name)
+    return source == ParameterSource.COMMANDLINE or (from_env and source == ParameterSource.ENVIRONMENT)
+
+
+def refuse_unused(flags: list[str], where: str) -> None:
+    """A usage error for options that do nothing here: ``--focal applies only to --format ply``
+    (``apply`` for several). Nothing when ``flags`` is empty."""
+    if flags:
+        verb = "applies" if len(flags) == 1 else "apply"
+        raise click.UsageError(f"{', '.join(flags)} {verb} only {where}")

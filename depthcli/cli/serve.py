@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from . import exit_codes
+from . import exit_codes, signals
 from .errors import CliError
 from .options import load_predictor, model_options, with_handled_errors
 
@@ -100,6 +100,7 @@ def _serve(sock, *, loopback, host, token, queue_size, max_upload, max_pixels, s
         # the fragment, which the browser keeps to itself (the page stores it, then drops it)
         webbrowser.open(url + (f"#token={urllib.parse.quote(token)}" if token else ""))
     graceful = run(app, sock, on_stop=lambda message: _echo(f"depthcli: {message}"))
+    signals.work_done()  # stopped (its own signal handling ran meanwhile): a late signal changes nothing
     if not graceful:
         raise CliError("stopped by a second signal; requests still running were cut off", exit_codes.INTERRUPTED)
     _echo("depthcli: stopped; every admitted request was answered")

@@ -123,9 +123,11 @@ def parent_uri(uri: str) -> str:
 
 # ----------------------------------------------------------------------------------- inputs
 def collect_inputs(inputs: Sequence[str], *, recursive: bool, list_file: str | None,
-                   stdin: BinaryIO) -> tuple[list[InputItem], list[str]]:
-    """``io.inputs.collect_inputs`` for the local inputs (the same rules), plus object-store
-    files and folders (``-r`` descends) given on the command line or in the ``--list``."""
+                   stdin: BinaryIO) -> tuple[list[InputItem], list[str], int]:
+    """``io.inputs.collect_inputs`` for the local inputs (the same rules, depthcli's own outputs
+    left out and counted), plus object-store files and folders (``-r`` descends) given on the
+    command line or in the ``--list``. An object-store prefix is taken whole: telling depthcli's
+    outputs there from photos would cost a request per object (write them under another prefix)."""
     from ..io import inputs as local
 
     problems: list[str] = []
@@ -139,12 +141,13 @@ def collect_inputs(inputs: Sequence[str], *, recursive: bool, list_file: str | N
         else:
             listed = local._read_list(list_file, stdin, problems, stdin_used="-" in inputs)
     local_specs = [s for s in [*inputs, *listed] if not is_object_uri(s)]
-    items, local_problems = local.collect_inputs(local_specs, recursive=recursive, list_file=None, stdin=stdin)
+    items, local_problems, left_out = local.collect_inputs(local_specs, recursive=recursive, list_file=None,
+                                                           stdin=stdin)
     problems += local_problems
     seen: set[str] = set()
     for spec in [s for s in [*inputs, *listed] if is_object_uri(s)]:
         _collect_uri(spec, recursive, items, problems, seen)
-    return items, problems
+    return items, problems, left_out
 
 
 def _parse_list(raw: bytes) -> list[str]:
