@@ -386,6 +386,29 @@ def test_video_records_its_metadata_once_and_per_frame(tmp_path: Path, tiny_ckpt
         assert np.abs(lo + (hi - lo) * p / 65535 - depth).max() <= 0.5 * (hi - lo) / 65535 + slack
 
 
+def test_info_on_a_video_frame_npy_points_to_the_video_sidecar(tmp_path: Path, tiny_ckpt: str) -> None:
+    """#25 item 11: `depthcli video` has no --meta; a --frames .npy is described by the video's
+    clip_depth.json, and a lone .npy's hint names the command that has --meta."""
+    clip = write_video(tmp_path / "clip.mp4", n=3, size=(W, H))
+    assert_ok(run_cli("video", clip, "-o", tmp_path / "out", "--frames", "npy", "--no-video", "-m", tiny_ckpt,
+                      *SIZE_ARG, "-q", env=TORCH))
+    frame = tmp_path / "out" / "clip_depth_frames" / "clip_000001.npy"
+    proc = run_cli("info", frame)
+    assert_ok(proc)
+    assert proc.stdout.decode().startswith(f"{frame} (NPY (a video frame; metadata from ../clip_depth.json))\n")
+    assert info_json(frame) == json.loads((tmp_path / "out" / "clip_depth.json").read_text())
+    (tmp_path / "out" / "clip_depth.json").unlink()
+    proc = run_cli("info", frame)
+    assert_ok(proc, code=1)
+    assert lines(proc.stderr) == [f"depthcli: {frame}: a video's --frames .npy carries no metadata; it is in "
+                                  f"{tmp_path / 'out' / 'clip_depth.json'}, which is not there"], proc.stderr
+    lone = tmp_path / "lone.npy"
+    np.save(lone, np.zeros((2, 2), np.float32))
+    proc = run_cli("info", lone)
+    assert_ok(proc, code=1)
+    assert "(`depthcli image --meta` writes one)" in proc.stderr, proc.stderr
+
+
 def test_webcam_snapshot_records_its_metadata(tmp_path: Path, tiny_ckpt: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The `s` key's snapshot (driven here without a window): the coloured depth PNG carries the
     metadata that reads it back, and the raw npy gets its json, as `depthcli image` writes them."""

@@ -242,7 +242,7 @@ def read_metadata(path: str | Path) -> tuple[str, dict]:
     if video_side is not None and video_side.is_file():  # a --frames .npy: its video's sidecar says it
         kind, meta = read_metadata(video_side)
         if kind == "JSON sidecar":
-            return f"{what} (a video frame; metadata from {video_side.parent.name}/{video_side.name})", meta
+            return f"{what} (a video frame; metadata from ../{video_side.name})", meta
     if video_side is not None and head.startswith(NPY_MAGIC):
         raise MetadataError(f"a video's --frames .npy carries no metadata; it is in {video_side}, which is "
                             f"not there")
