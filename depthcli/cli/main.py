@@ -2,9 +2,13 @@
 so ``depthcli --version`` and ``--help`` stay instant."""
 from __future__ import annotations
 
+import os
+import sys
+
 from . import signals
 
-signals.install()  # first thing: a SIGTERM from here on ends the run as documented, never by default
+if os.path.basename(sys.argv[0]).startswith(("depthcli", "__main__")):  # the program itself, not an importer
+    signals.install()  # first thing: a SIGTERM from here on ends the run as documented, never by default
 
 import click  # noqa: E402 - after the signals, on purpose
 
@@ -26,7 +30,7 @@ class LazyGroup(click.Group):
     def main(self, args=None, *rest, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN201 - click's signature
         """The CLI run, with its signals taken for the whole of it (``cli.signals``). ``args`` None:
         the arguments are the process's own, so this is the program, which exits next."""
-        signals.install()  # again for each run of an embedding process (the import did it once)
+        signals.install()  # (again: the import took the signals only for the program itself)
         try:
             return super().main(args, *rest, **kwargs)
         finally:
