@@ -22,24 +22,16 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Union
 
-from ..io.inputs import InputItem, is_image_name
+from ..io.inputs import OBJECT_SCHEMES, InputItem, is_image_name, is_object_uri  # noqa: F401 - re-exported
 from ..io.writers import OutputError
 
 Location = Union[Path, str]  # noqa: UP007 - a runtime alias, Python 3.10
 
-OBJECT_SCHEMES = ("s3", "gs", "gcs")
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _GLOB_CHARS = frozenset("*?[")
 
 
 class StorageError(Exception):
     """An object-store read failed; the message is the one-line reason."""
-
-
-def is_object_uri(text: object) -> bool:
-    """``s3://...``, ``gs://...`` (not ``rtsp://`` or a local path)."""
-    m = _SCHEME.match(text) if isinstance(text, str) else None
-    return bool(m) and m.group(1).lower() in OBJECT_SCHEMES
 
 
 _FILESYSTEMS: dict[str, object] = {}

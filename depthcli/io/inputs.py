@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,8 @@ from .metadata import is_depthcli_output
 
 STDIN_LABEL = "<stdin>"
 _GLOB_CHARS = frozenset("*?[")
+OBJECT_SCHEMES = ("s3", "gs", "gcs")  # files in an object store (read by cluster.storage)
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
 @dataclass
@@ -31,6 +34,12 @@ class InputItem:
     label: str  # for messages: the path as the user wrote it, or "<stdin>"
     relative: Path
     data: bytes | None = field(default=None, repr=False)
+
+
+def is_object_uri(text: object) -> bool:
+    """``s3://...``, ``gs://...``: a file in an object store (not ``rtsp://`` or a local path)."""
+    m = _SCHEME.match(text) if isinstance(text, str) else None
+    return bool(m) and m.group(1).lower() in OBJECT_SCHEMES
 
 
 def is_image_name(name: str) -> bool:

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..io import render as r
 from ..io.av_video import AvVideoWriter, as_rate
+from ..io.inputs import is_object_uri
 from ..io.metadata import sidecar_bytes
 from ..io.sequence import is_sequence, sequence_output
 from ..io.video import FrameDirWriter, VideoOpenError, open_video
@@ -64,7 +65,7 @@ def output_place(path: str, output: str | None) -> tuple[Path, naming.NameSource
         seq_dir, stem = sequence_output(path)
         out_dir = Path(output) if output else seq_dir
         return out_dir, naming.source_for(out_dir, seq_dir / stem, has_suffix=False)
-    if src.exists():
+    if src.exists() or is_object_uri(path):  # a file (an object store's too: --ray fetches it first)
         out_dir = Path(output) if output else src.parent
         return out_dir, naming.source_for(out_dir, src)
     out_dir = Path(output) if output else Path.cwd()
