@@ -72,8 +72,9 @@ def webcam_command(camera, source, no_window, record_path, snapshot_dir, colorma
         try:
             session.run(max_frames)
         except KeyboardInterrupt:
+            recording = session.recorder is not None
             session.finish()
-            raise interrupted_error(f"{INTERRUPTED} (a recording finalised)") from None
+            raise interrupted_error(f"{INTERRUPTED}{' (the recording finalised)' if recording else ''}") from None
         session.finish()
         signals.work_done()
     finally:
