@@ -554,8 +554,8 @@ def _checkpoint_cases(directory: Path, model: FuzzModel, marker: Path) -> dict[s
         "text.pth": b"this is not a checkpoint\n" * 10,
     }
     expected = {
-        "empty.pth": "empty.pth: not a readable PyTorch checkpoint",
-        "empty.safetensors": "empty.safetensors: not a readable safetensors file",
+        "empty.pth": "/empty.pth: empty file",  # named as given to --model (#25 item 16), as an empty image is
+        "empty.safetensors": "/empty.safetensors: empty file",
         "depth_anything_v2_truncated.pth": "not a readable PyTorch checkpoint",
         "depth_anything_v2_cut_end.pth": "not a readable PyTorch checkpoint",
         "random.pth": "random.pth: not a readable PyTorch checkpoint",
@@ -688,7 +688,7 @@ def test_bad_checkpoints(tmp_path: Path, fuzz_model: FuzzModel) -> None:
                                         f"{run.lines()!r}", kind)
     dbg = runs[-1]
     p.case(dbg.rc == 3 and "Traceback (most recent call last)" in dbg.stderr
-           and dbg.lines()[-1].startswith(f"depthcli: error: {debug_name}: not a readable PyTorch checkpoint"),
+           and dbg.lines()[-1].startswith(f"depthcli: error: {cks / debug_name}: not a readable PyTorch checkpoint"),
            f"--debug: want a traceback and the one-line error last; got:\n{dbg.stderr}",
            "checkpoint: --debug traceback")
     executed = marker.exists()
