@@ -786,7 +786,8 @@ def test_checkpoint_archive_mutations(tmp_path: Path, fuzz_model: FuzzModel, mon
                    "checkpoint: archive mutation via the CLI")
         else:
             ok = common_checks(p, run, 3, tmp_path, what=name)
-            ok &= run.errors_for("error") == [f"depthcli: error: {cli[name]}"] and not out.exists()
+            as_given = f"{cks / name}: {cli[name].removeprefix(f'{name}: ')}"  # the CLI names it as --model gave it
+            ok &= run.errors_for("error") == [f"depthcli: error: {as_given}"] and not out.exists()
             p.case(ok, f"{name}: want exit 3 and {cli[name]!r}; got exit {run.rc}, {run.lines()!r}",
                    "checkpoint: archive mutation via the CLI")
     p.done()
