@@ -372,6 +372,114 @@ def test_names_differing_only_in_suffix_do_not_overwrite_each_other(tmp_path: Pa
     assert not np.array_equal(np.load(tmp_path / "out/a_jpg_depth.npy"), np.load(tmp_path / "out/a_png_depth.npy"))
 
 
+def test_same_names_from_different_folders_get_distinct_outputs(tmp_path: Path, model_args: list[str]) -> None:
+    """#25 item 1: shots/a.jpg and other/a.jpg into one -o folder used to report the same
+    destination twice, the second output replacing the first."""
+    write_image(tmp_path / "shots" / "a.jpg", seed=0)
+    write_image(tmp_path / "other" / "a.jpg", seed=1)
+    write_image(tmp_path / "b.png", seed=2)
+    proc = image("shots/a.jpg", "other/a.jpg", "b.png", "-o", "out", "-f", "npy", *model_args, cwd=tmp_path)
+    assert_ok(proc)
+    assert files_under(tmp_path / "out") == {"shots_a_jpg_depth.npy", "other_a_jpg_depth.npy", "b_depth.npy"}
+    shown = [line.rsplit(" -> ", 1)[1] for line in lines(proc.stderr) if " ms (total " in line]
+    assert shown == ["out/shots_a_jpg_depth.npy", "out/other_a_jpg_depth.npy", "out/b_depth.npy"]  # the real ones
+    assert not np.array_equal(np.load(tmp_path / "out/shots_a_jpg_depth.npy"),
+                              np.load(tmp_path / "out/other_a_jpg_depth.npy"))
+
+
+def test_no_output_replaces_an_input_of_the_same_run(tmp_path: Path, model_args: list[str]) -> None:
+    """An input named like another input's output (a user's own a_depth.png, not depthcli's)
+    is never overwritten by it: a.png takes the longer name."""
+    write_image(tmp_path / "a.png", seed=0)
+    mine = write_image(tmp_path / "a_depth.png", seed=1)  # no depthcli metadata: a photo
+    proc = image("a.png", "a_depth.png", *model_args, cwd=tmp_path)
+    assert_ok(proc)
+    assert np.array_equal(read_png(tmp_path / "a_depth.png"), mine), "an input was overwritten"
+    assert (tmp_path / "a_png_depth.png").is_file() and (tmp_path / "a_depth_depth.png").is_file()
+
+
+def test_a_second_run_beside_the_inputs_leaves_the_first_runs_outputs_out(tmp_path: Path,
+                                                                         model_args: list[str]) -> None:
+    """#25 item 2: the first run's outputs were the second run's inputs (a_depth_depth.png), and
+    --skip-existing still processed them."""
+    for i, name in enumerate(("a.jpg", "b.png", "sub/c.png")):
+        write_image(tmp_path / "photos" / name, seed=i)
+    assert_ok(image("photos/", "-r", *model_args, cwd=tmp_path))
+    first = files_under(tmp_path / "photos")
+    assert first == {"a.jpg", "a_depth.png", "b.png", "b_depth.png", "sub/c.png", "sub/c_depth.png"}
+    for extra in (["-r"], ["-r", "--skip-existing"]):
+        proc = image("photos/", *extra, *model_args, cwd=tmp_path)
+        assert_ok(proc)
+        assert files_under(tmp_path / "photos") == first, extra
+        err = lines(proc.stderr)
+        assert ("depthcli: left out 3 depthcli outputs found among the inputs (name them explicitly to process "
+                "them)") in err, err
+    proc = image("photos/*.png", *model_args, cwd=tmp_path)  # a quoted glob: the same rule
+    assert_ok(proc)
+    assert "depthcli: left out 2 depthcli outputs found among the inputs" in proc.stderr, proc.stderr
+    assert files_under(tmp_path / "photos") == first
+    named = image("photos/a_depth.png", *model_args, cwd=tmp_path)  # named explicitly: taken
+    assert_ok(named)
+    assert (tmp_path / "photos" / "a_depth_depth.png").is_file() and "left out" not in named.stderr
+
+
+def test_stats_file_is_overwritten_so_the_same_command_runs_again(tmp_path: Path, model_args: list[str]) -> None:
+    """#25 item 5: --stats FILE names an output; an existing one is replaced, not an error."""
+    write_image(tmp_path / "a.png")
+    (tmp_path / "s.jsonl").write_text("old\n" * 5)
+    for _ in range(2):
+        assert_ok(image("a.png", "--stats", "s.jsonl", "-q", *model_args, cwd=tmp_path))
+        assert [row["name"] for row in read_stats(tmp_path / "s.jsonl")] == ["a.png"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["-f", "npy", "--invert"], "--invert applies only to the PNG formats (color, gray, gray16): npy holds the raw "
+                                "depth"),
+    (["-f", "exr", "--invert"], "--invert applies only to the PNG formats"),
+    (["-f", "gray16", "--colormap", "turbo"], "--colormap applies only to --format color"),
+    (["--focal", "500"], "--focal applies only to --format ply"),
+    (["--fov", "60", "--depth-scale", "2"], "--fov, --depth-scale apply only to --format ply"),
+    (["-o", "-", "--skip-existing"], "--skip-existing applies only to outputs written to files, not -o -"),
+    (["--ray-actors", "2"], "--ray-actors applies only with --ray"),
+    (["--token", "x"], "--token applies only with --server"),
+    (["--backend", "openvino", "--device", "cuda"], "--backend openvino runs on the CPU, not cuda"),
+], ids=["invert-npy", "invert-exr", "colormap-gray16", "focal", "ply-two", "skip-stdout", "ray-actors", "token",
+        "openvino-cuda"])
+def test_options_that_cannot_apply_are_refused(tmp_path: Path, model_args: list[str], args: list[str],
+                                               message: str) -> None:
+    """#25 items 14 and 6: refused in one line, exit 2, before anything is read or written
+    (openvino with an explicit GPU device too, whatever this machine has)."""
+    write_image(tmp_path / "a.png")
+    proc = image("a.png", *args, *model_args, cwd=tmp_path)
+    assert_ok(proc, code=2)
+    assert f"Error: {message}" in proc.stderr, proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+
+
+def test_an_option_given_at_its_default_value_is_still_refused_where_it_cannot_apply(tmp_path: Path) -> None:
+    proc = image("a.png", "-f", "npy", "--colormap", "inferno", cwd=tmp_path)  # refused before reading a.png
+    assert_ok(proc, code=2)
+    assert "--colormap applies only to --format color" in proc.stderr, proc.stderr
+
+
+def test_checkpoint_errors_name_the_model_as_given(tmp_path: Path, tiny_ckpt: str) -> None:
+    """#25 item 16: the path as typed (not its base name), "empty file" for an empty checkpoint,
+    and $DEPTHCLI_MODEL named when the variable chose the model."""
+    write_image(tmp_path / "a.png")
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "m.pth").write_bytes(b"")
+    (tmp_path / "models" / "r.pth").write_bytes(b"\x00not a checkpoint" * 10)
+    cases = [(["--model", "models/m.pth"], None, "depthcli: error: models/m.pth: empty file"),
+             (["--model", "models/r.pth"], None, "depthcli: error: models/r.pth: not a readable PyTorch checkpoint"),
+             ([], {"DEPTHCLI_MODEL": "models/nope.pth"},
+              "depthcli: error: $DEPTHCLI_MODEL=models/nope.pth: no such file, folder or model name"),
+             ([], {"DEPTHCLI_MODEL": "models/m.pth"}, "depthcli: error: $DEPTHCLI_MODEL=models/m.pth: empty file")]
+    for args, env, message in cases:
+        proc = image("a.png", *args, *SIZE_ARG, cwd=tmp_path, env=env)
+        assert_ok(proc, code=3)
+        assert lines(proc.stderr) == [lines(proc.stderr)[0]] and proc.stderr.startswith(message), proc.stderr
+
+
 def test_max_side_caps_the_processed_size(tmp_path: Path, model_args: list[str]) -> None:
     write_image(tmp_path / "pano.png", 40, 200, seed=0)  # 70 x 350 uncapped
     write_image(tmp_path / "small.png", 48, 64, seed=1)  # 70 x 98: under the cap, unchanged

@@ -208,6 +208,23 @@ def test_models_lists_cache_state_without_network(downloaded: dict, server: HubS
     assert server.requests == []
 
 
+def test_models_names_the_default_that_depthcli_model_chooses(downloaded: dict, server: HubServer) -> None:
+    """#25 item 15: with $DEPTHCLI_MODEL a checkpoint path no row can be starred; the line under
+    the table names it (and a registry name there is starred)."""
+    for value, starred, line in (
+            ("/models/mine.pth", None,
+             "default: /models/mine.pth (from $DEPTHCLI_MODEL; a checkpoint, not one of the models above)"),
+            ("v2-base", "v2-base", "* default, from $DEPTHCLI_MODEL"),
+            (None, "v2-small", "* default (set $DEPTHCLI_MODEL to change)")):
+        env = {"DEPTHCLI_MODEL": value} if value else {}
+        table = run(["models"], server, downloaded["hf_home"], **env)
+        assert table.returncode == 0, table.stderr
+        stars = [row.split()[0] for row in table.stdout.splitlines() if row.startswith("v") and " * " in row]
+        assert stars == ([starred] if starred else []), table.stdout
+        assert table.stdout.splitlines()[-1].startswith(f"{line}. Cache: "), table.stdout
+    assert server.requests == []
+
+
 def test_every_command_says_a_non_commercial_licence_once(downloaded: dict, server: HubServer,
                                                           tmp_path: Path) -> None:
     """v2-base (CC-BY-NC) from the cache: image, video and webcam each say its licence once."""
@@ -334,6 +351,22 @@ def test_convert_keeps_the_output_of_a_transformers_folder_and_an_original_pth(h
         assert (depth(model) - depth(load(src))).abs().max() <= 1e-6
     assert sorted(p.name for p in tmp_path.iterdir()) == ["depth_anything_v2_vits.pth", "out0.safetensors",
                                                            "out1.safetensors"]  # no temp files left
+
+
+def test_convert_writes_with_the_mode_of_every_other_output(tiny_repo: Path, tmp_path: Path) -> None:
+    """#25 item 17: safetensors creates its files 0600; convert's output gets what any new file
+    gets here (0644 under the usual umask), and its message says the layout in plain words."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        result = convert(tiny_repo, tmp_path / "m.safetensors")
+    finally:
+        os.umask(old)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "m.safetensors").stat().st_mode & 0o777 == 0o644
+    assert "from a checkpoint in the transformers layout" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
 
 
 def test_convert_depthcli_file_round_trips(tiny_repo: Path, tmp_path: Path) -> None:

@@ -319,7 +319,7 @@ def tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _collect(specs: list[str], recursive: bool = False, list_file: str | None = None, stdin: bytes = b""):
-    return collect_inputs(specs, recursive=recursive, list_file=list_file, stdin=io.BytesIO(stdin))
+    return collect_inputs(specs, recursive=recursive, list_file=list_file, stdin=io.BytesIO(stdin))[:2]
 
 
 def test_inputs_directory_non_recursive(tree: Path) -> None:
@@ -863,3 +863,74 @@ def test_reader_error_attributes_exist_for_callers(tmp_path: Path) -> None:
     reader.close()
     assert video.is_url("http://x/y.mp4") and not video.is_url("C:/x.mp4")
     assert inputs.is_image_name("A.JPEG") and not inputs.is_image_name("notes.txt")
+
+
+# ----------------------------------------------------------------------------------- own outputs
+def test_depthcli_outputs_are_told_by_name_and_header(tmp_path: Path) -> None:
+    """#25 item 2: a file is depthcli's output when its name follows the output rule AND its
+    header carries depthcli's metadata (an .npy, which has none, by its name)."""
+    from depthcli.io.exr import encode_exr
+    from depthcli.io.metadata import add_png_text, is_depthcli_output, to_json
+    from depthcli.io.ply import VERTEX, encode_ply
+    from depthcli.io.writers import encode_png
+
+    meta = {"depthcli": "0"}
+    png = encode_png(np.zeros((4, 5, 3), np.uint8))
+    depth = np.zeros((3, 3), np.float32)
+    files = {
+        "a_depth.png": (add_png_text(png, to_json(meta)), True),
+        "b_depth.png": (png, False),  # a photo someone named so
+        "c.png": (add_png_text(png, to_json(meta)), False),  # ours, renamed: a photo now
+        "d_depth.exr": (encode_exr(depth, meta), True),
+        "e_depth.exr": (encode_exr(depth), False),
+        "f_depth.ply": (encode_ply(np.zeros(2, VERTEX), meta), True),
+        "g_depth.ply": (encode_ply(np.zeros(2, VERTEX)), False),
+        "h_depth.npy": (b"\x93NUMPY", True),
+        "i_depth.png": (b"", False),
+        "clip_depth_frames/clip_000001.png": (add_png_text(png, to_json(meta)), True),
+        "clip_depth_frames/clip_000002.npy": (b"\x93NUMPY", True),
+    }
+    for name, (data, _) in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(data)
+    assert {name: is_depthcli_output(tmp_path / name) for name in files} == {n: ours for n, (_, ours) in files.items()}
+
+
+def test_folder_and_glob_inputs_leave_depthcli_outputs_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from depthcli.io.metadata import add_png_text, to_json
+    from depthcli.io.writers import encode_png
+
+    monkeypatch.chdir(tmp_path)
+    png = encode_png(np.zeros((4, 5, 3), np.uint8))
+    (tmp_path / "p").mkdir()
+    for name in ("a.png", "b_depth.png"):
+        (tmp_path / "p" / name).write_bytes(png)
+    (tmp_path / "p" / "a_depth.png").write_bytes(add_png_text(png, to_json({"depthcli": "0"})))
+    for specs, names, left_out in ((["p"], ["a.png", "b_depth.png"], 1), (["p/*.png"], ["a.png", "b_depth.png"], 1),
+                                   (["p/a_depth.png"], ["a_depth.png"], 0)):  # named explicitly: taken
+        items, problems, count = collect_inputs(specs, recursive=False, list_file=None, stdin=io.BytesIO())
+        assert ([i.relative.name for i in items], problems, count) == (names, [], left_out), specs
+
+
+def test_a_signal_inside_a_finalisation_waits_for_its_end(tmp_path: Path) -> None:
+    """#25 item 3: SIGTERM landing while outputs are finalised (signals_held) is delivered once
+    they are whole: both files written, no temporary file, then the handler's interrupt."""
+    import os
+    import signal
+
+    from depthcli.io.writers import signals_held, write_bytes
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt), signals_held():
+            write_bytes(tmp_path / "a_depth.png", b"1" * 1000)
+            os.kill(os.getpid(), signal.SIGTERM)  # lands here, between the output and its sidecar
+            time.sleep(0.05)  # Python runs handlers between bytecodes: it would have run by now
+            write_bytes(tmp_path / "a_depth.json", b"{}")
+        assert signal.getsignal(signal.SIGTERM) is interrupt  # the handler is back
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_depth.json", "a_depth.png"]

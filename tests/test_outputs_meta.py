@@ -141,8 +141,9 @@ def jpeg_with_focal_35mm(img: np.ndarray, focal_35mm: int) -> bytes:
 def test_gray16_formula_recovers_the_raw_depth_within_one_step(tmp_path: Path, photo: Path, tiny_ckpt: str,
                                                                  invert: bool) -> None:
     flags = ["--invert"] if invert else []
-    for fmt in ("gray16", "gray", "npy"):
-        assert_ok(image(photo, "-f", fmt, "-o", tmp_path / fmt, "-m", tiny_ckpt, *SIZE_ARG, "-q", *flags))
+    for fmt in ("gray16", "gray", "npy"):  # --invert applies to PNGs only (refused with npy)
+        assert_ok(image(photo, "-f", fmt, "-o", tmp_path / fmt, "-m", tiny_ckpt, *SIZE_ARG, "-q",
+                        *(flags if fmt != "npy" else [])))
     raw = np.load(tmp_path / "npy" / "a_depth.npy")
     for fmt, levels in (("gray16", 65535), ("gray", 255)):
         path = tmp_path / fmt / "a_depth.png"
@@ -306,7 +307,7 @@ def test_meta_sidecar_beside_every_output_and_info(tmp_path: Path, photo: Path, 
     shown = readable.stdout.decode()
     assert shown.startswith(f"{tmp_path / 'gray16' / 'a_depth.png'} (PNG)\n")
     assert "value = min + (max - min) * p / 65535" in shown and "relative inverse depth" in shown
-    assert f"sha256          {side['sha256']}" in shown and "input_hw        48 x 64 (h x w)" in shown
+    assert f"sha256          {side['sha256']}" in shown and "input_hw        64x48 (WxH)" in shown
     # without --meta: no sidecar
     assert_ok(image(photo, "-f", "npy", "-o", tmp_path / "plain", "-m", tiny_ckpt, *SIZE_ARG, "-q"))
     assert sorted(p.name for p in (tmp_path / "plain").iterdir()) == ["a_depth.npy"]
@@ -362,7 +363,7 @@ def test_video_records_its_metadata_once_and_per_frame(tmp_path: Path, tiny_ckpt
     assert_ok(run_cli("video", clip, "-o", tmp_path / "exr", "--frames", "exr", "-m", tiny_ckpt, *SIZE_ARG,
                       "-q", env=TORCH))
     assert_ok(run_cli("video", clip, "-o", tmp_path / "g16", "--frames", "gray16", "--no-video",
-                      "--normalize", "frame", "-m", tiny_ckpt, *SIZE_ARG, "-q", env=TORCH))
+                      "-m", tiny_ckpt, *SIZE_ARG, "-q", env=TORCH))
     side = json.loads((tmp_path / "exr" / "clip_depth.json").read_text())
     assert META_FIELDS <= set(side) and side["format"] == "video" and side["input_hw"] == [H, W]
     video = side["video"]
@@ -383,6 +384,29 @@ def test_video_records_its_metadata_once_and_per_frame(tmp_path: Path, tiny_ckpt
         lo, hi = fmeta["min"], fmeta["max"]
         slack = 4 * np.finfo(np.float32).eps * max(abs(lo), abs(hi))
         assert np.abs(lo + (hi - lo) * p / 65535 - depth).max() <= 0.5 * (hi - lo) / 65535 + slack
+
+
+def test_info_on_a_video_frame_npy_points_to_the_video_sidecar(tmp_path: Path, tiny_ckpt: str) -> None:
+    """#25 item 11: `depthcli video` has no --meta; a --frames .npy is described by the video's
+    clip_depth.json, and a lone .npy's hint names the command that has --meta."""
+    clip = write_video(tmp_path / "clip.mp4", n=3, size=(W, H))
+    assert_ok(run_cli("video", clip, "-o", tmp_path / "out", "--frames", "npy", "--no-video", "-m", tiny_ckpt,
+                      *SIZE_ARG, "-q", env=TORCH))
+    frame = tmp_path / "out" / "clip_depth_frames" / "clip_000001.npy"
+    proc = run_cli("info", frame)
+    assert_ok(proc)
+    assert proc.stdout.decode().startswith(f"{frame} (NPY (a video frame; metadata from ../clip_depth.json))\n")
+    assert info_json(frame) == json.loads((tmp_path / "out" / "clip_depth.json").read_text())
+    (tmp_path / "out" / "clip_depth.json").unlink()
+    proc = run_cli("info", frame)
+    assert_ok(proc, code=1)
+    assert lines(proc.stderr) == [f"depthcli: {frame}: a video's --frames .npy carries no metadata; it is in "
+                                  f"{tmp_path / 'out' / 'clip_depth.json'}, which is not there"], proc.stderr
+    lone = tmp_path / "lone.npy"
+    np.save(lone, np.zeros((2, 2), np.float32))
+    proc = run_cli("info", lone)
+    assert_ok(proc, code=1)
+    assert "(`depthcli image --meta` writes one)" in proc.stderr, proc.stderr
 
 
 def test_webcam_snapshot_records_its_metadata(tmp_path: Path, tiny_ckpt: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -216,6 +216,24 @@ def test_outputs_are_the_files_depthcli_image_writes(server: Server, images: lis
         assert meta["input"] == path.name and meta["format"] == "color"
 
 
+def test_the_download_name_keeps_the_clients_file_name(server: Server, images: list[Path]) -> None:
+    """#25 item 18: café.jpg was answered as caf__depth.png. The name is kept (RFC 5987
+    filename*), an ASCII filename= beside it; a folder in the name never reaches it."""
+    from urllib.parse import quote
+
+    data = images[0].read_bytes()
+    for given, ascii_name, utf8_name in (("café.jpg", "cafe_depth.png", "café_depth.png"),
+                                         ("../../etc/x.jpg", "x_depth.png", None),
+                                         ("plain.jpg", "plain_depth.png", None)):
+        reply = post_image(server, data, "format=color", **{"X-Depthcli-Name": quote(given)})
+        assert reply.status == 200, reply
+        expected = f'inline; filename="{ascii_name}"'
+        if utf8_name:
+            expected += f"; filename*=UTF-8''{quote(utf8_name)}"
+        assert reply.headers["content-disposition"] == expected
+        assert json.loads(reply.headers["x-depthcli-metadata"])["input"] == given  # recorded as given
+
+
 def test_info_and_healthz(server: Server, tiny_ckpt: str) -> None:
     from depthcli.jobs.image import FORMATS
 

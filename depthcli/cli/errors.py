@@ -23,6 +23,14 @@ class CliError(click.ClickException):
         click.echo(f"depthcli: error: {self.format_message()}", err=True)
 
 
+INTERRUPTED = "interrupted; outputs written so far are complete"
+
+
+def interrupted_error(detail: str = INTERRUPTED) -> CliError:
+    """Ctrl-C or SIGTERM (``cli.signals``): one line, exit 130, whatever the moment."""
+    return CliError(detail, exit_codes.INTERRUPTED)
+
+
 def debug_enabled() -> bool:
     ctx = click.get_current_context(silent=True)
     root = ctx.find_root() if ctx else None
@@ -50,8 +58,7 @@ def handle_errors() -> Iterator[None]:
     except (click.exceptions.Exit, click.ClickException, click.Abort):
         raise
     except KeyboardInterrupt:
-        click.echo("depthcli: interrupted", err=True)
-        sys.exit(exit_codes.INTERRUPTED)
+        raise interrupted_error() from None
     except BrokenPipeError:
         # the reader of our stdout went away (`depthcli models | head`): not an error worth a line
         _silence_stdout()

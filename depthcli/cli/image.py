@@ -6,17 +6,18 @@ from pathlib import Path
 
 import click
 
-from . import exit_codes
-from .errors import CliError, print_debug_traceback
+from . import exit_codes, signals
+from .errors import CliError, interrupted_error, print_debug_traceback
 from .options import (
     cluster_error,
+    given,
     load_predictor,
     model_options,
+    refuse_unused,
     require_ray_installed,
     say_licence,
     with_handled_errors,
 )
-from .signals import terminate_as_interrupt
 
 FORMATS = ("color", "gray", "gray16", "npy", "exr", "ply")  # jobs.image.FORMATS (not imported: --help stays light)
 
@@ -104,10 +105,7 @@ def image_command(inputs, recursive, list_file, output, fmt, colormap, invert, s
         raise click.UsageError("--side-by-side needs --format color or gray")
     if focal_px is not None and fov_deg is not None:
         raise click.UsageError("give --focal or --fov, not both")
-    ply_only = [name for name, value in (("--focal", focal_px), ("--fov", fov_deg), ("--depth-scale", depth_scale),
-                                         ("--depth-shift", depth_shift or None)) if value is not None]
-    if ply_only and fmt != "ply":
-        raise click.UsageError(f"{', '.join(ply_only)} only apply to --format ply")
+    _refuse_options_that_cannot_apply(fmt, output, server, ray_address)
     if depth_shift and depth_scale is None:
         raise click.UsageError("--depth-shift needs --depth-scale (depth = 1 / (scale * d + shift))")
     if sidecar and output == "-":
@@ -126,14 +124,19 @@ def image_command(inputs, recursive, list_file, output, fmt, colormap, invert, s
         collect_inputs, plan_outputs = storage.collect_inputs, storage.plan_outputs  # + s3:// / gs:// URIs
     limit = None if max_pixels == 0 else (max_pixels or DEFAULT_MAX_PIXELS)
 
-    items, problems = collect_inputs(list(inputs), recursive=recursive, list_file=list_file,
-                                     stdin=sys.stdin.buffer)
+    items, problems, left_out = collect_inputs(list(inputs), recursive=recursive, list_file=list_file,
+                                               stdin=sys.stdin.buffer)
     if output == "-" and len(items) + len(problems) != 1:
         raise click.UsageError(f"-o - writes one result to stdout, but {len(items) + len(problems)} inputs were given")
     if output not in (None, "-") and Path(output).exists() and not Path(output).is_dir():
         raise click.UsageError(f"-o {output}: exists and is not a folder")
 
-    jobs, skipped = plan_outputs(items, output, fmt, skip_existing=skip_existing)
+    from ..jobs.naming import NameClash
+
+    try:
+        jobs, skipped = plan_outputs(items, output, fmt, skip_existing=skip_existing)
+    except NameClash as e:
+        raise click.UsageError(str(e)) from None
     opts = ImageOptions(fmt=fmt, colormap=colormap, invert=invert, side_by_side=side_by_side, max_pixels=limit,
                         sidecar=sidecar, focal_px=focal_px, fov_deg=fov_deg, depth_scale=depth_scale,
                         depth_shift=depth_shift)
@@ -143,34 +146,58 @@ def image_command(inputs, recursive, list_file, output, fmt, colormap, invert, s
     reporter = Reporter(total=len(jobs) + len(problems), unit="image", quiet=quiet, stats_path=stats_path)
     out_of_memory = 0
     try:
-        with terminate_as_interrupt():
-            for problem in problems:
-                label, _, reason = problem.partition(": ")
-                reporter.failed(label, reason or problem)
-            if skipped:
-                reporter.info(f"skipped {skipped} input{'s' if skipped != 1 else ''} whose output exists")
-            if jobs and server is not None:
-                _run_on_server(server, token, opts, jobs, reporter)
-            elif jobs and ray_address is not None:
-                say_licence(spec)
-                _run_on_ray(ray_address, spec, opts, jobs, reporter, actors=ray_actors, batch_size=ray_batch)
-            elif jobs:
-                predictor = load_predictor(spec)
-                try:
-                    check_options(opts, predictor.traits)
-                except ImageUsageError as e:
-                    raise click.UsageError(str(e)) from None
-                _notice(predictor, reporter)
-                from ..jobs.metadata import model_facts
+        for problem in problems:
+            label, _, reason = problem.partition(": ")
+            reporter.failed(label, reason or problem)
+        if left_out:
+            reporter.info(f"depthcli: left out {left_out} depthcli output{'s' if left_out != 1 else ''} found "
+                          f"among the inputs (name them explicitly to process them)")
+        if skipped:
+            reporter.info(f"skipped {skipped} input{'s' if skipped != 1 else ''} whose output exists")
+        if jobs and server is not None:
+            _run_on_server(server, token, opts, jobs, reporter)
+        elif jobs and ray_address is not None:
+            say_licence(spec)
+            _run_on_ray(ray_address, spec, opts, jobs, reporter, actors=ray_actors, batch_size=ray_batch)
+        elif jobs:
+            predictor = load_predictor(spec)
+            try:
+                check_options(opts, predictor.traits)
+            except ImageUsageError as e:
+                raise click.UsageError(str(e)) from None
+            _notice(predictor, reporter)
+            from ..jobs.metadata import model_facts
 
-                facts = model_facts(predictor, spec)
-                out_of_memory = run_images(jobs, predictor, opts, **_report_to(reporter), facts=facts)
+            facts = model_facts(predictor, spec)
+            out_of_memory = run_images(jobs, predictor, opts, **_report_to(reporter), facts=facts)
+        signals.work_done()  # every output is written: a signal from here on changes nothing
     except KeyboardInterrupt:
         reporter.close()
-        raise CliError("interrupted; outputs written so far are complete", exit_codes.INTERRUPTED) from None
+        raise interrupted_error() from None
     reporter.close()
     if reporter.summary.failed:  # 4 when the only failures were the device running out of memory
         sys.exit(exit_codes.DEVICE if reporter.summary.failed == out_of_memory else exit_codes.SOME_FAILED)
+
+
+def _refuse_options_that_cannot_apply(fmt: str, output: str | None, server: str | None,
+                                      ray_address: str | None) -> None:
+    """Options given for a format or a way of running that this run does not use would silently
+    do nothing: a usage error instead (exit 2), one line naming them."""
+    refuse_unused([f for f, name in (("--focal", "focal_px"), ("--fov", "fov_deg"), ("--depth-scale", "depth_scale"),
+                                     ("--depth-shift", "depth_shift")) if given(name) and fmt != "ply"],
+                  "to --format ply")
+    if fmt in ("npy", "exr", "ply"):
+        refuse_unused(["--invert"] if given("invert") else [], "to the PNG formats (color, gray, gray16): "
+                      f"{fmt} holds the raw depth")
+    if fmt != "color":
+        refuse_unused(["--colormap"] if given("colormap") else [], "to --format color")
+    if output == "-":
+        refuse_unused(["--skip-existing"] if given("skip_existing") else [], "to outputs written to files, not -o -")
+    if ray_address is None:
+        refuse_unused([f for f, name in (("--ray-actors", "ray_actors"), ("--ray-batch", "ray_batch")) if given(name)],
+                      "with --ray")
+    if server is None:
+        refuse_unused(["--token"] if given("token") else [], "with --server")
 
 
 def _report_to(reporter) -> dict:  # noqa: ANN001

@@ -67,9 +67,15 @@ def _readable(meta: dict, indent: str = "  ") -> list[str]:
         elif isinstance(value, dict):
             out.append(f"{indent}{key}:")
             out.extend(_readable(value, indent + "  "))
+        elif key.endswith("_hw") and _is_size(value):  # [h, w] in the JSON; shown as every size is: W x H
+            out.append(f"{indent}{key:<{width}}  {value[1]}x{value[0]} (WxH)")
         else:
             out.append(f"{indent}{key:<{width}}  {_show(value)}")
     return out
+
+
+def _is_size(value) -> bool:  # noqa: ANN001
+    return isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) for v in value)
 
 
 def _show(value) -> str:  # noqa: ANN001
@@ -77,8 +83,6 @@ def _show(value) -> str:  # noqa: ANN001
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) for v in value):
-        return f"{value[0]} x {value[1]} (h x w)"
     if isinstance(value, list) and len(value) > _LONG_LIST:
         return f"{len(value)} values (--json for all)"
     if isinstance(value, float):

@@ -2,9 +2,17 @@
 so ``depthcli --version`` and ``--help`` stay instant."""
 from __future__ import annotations
 
-import click
+import os
+import sys
 
-from .._version import __version__
+from . import signals
+
+if os.path.basename(sys.argv[0]).startswith(("depthcli", "__main__")):  # the program itself, not an importer
+    signals.install()  # first thing: a SIGTERM from here on ends the run as documented, never by default
+
+import click  # noqa: E402 - after the signals, on purpose
+
+from .._version import __version__  # noqa: E402
 
 SUBCOMMANDS = {  # name -> module under depthcli.cli, loaded on first use
     "image": "image",
@@ -19,6 +27,33 @@ SUBCOMMANDS = {  # name -> module under depthcli.cli, loaded on first use
 
 
 class LazyGroup(click.Group):
+    def main(self, args=None, *rest, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN201 - click's signature
+        """The CLI run, with its signals taken for the whole of it (``cli.signals``). ``args`` None:
+        the arguments are the process's own, so this is the program, which exits next."""
+        signals.install()  # (again: the import took the signals only for the program itself)
+        try:
+            return super().main(args, *rest, **kwargs)
+        finally:
+            signals.release(program=args is None)
+
+    def make_context(self, *args, **kwargs) -> click.Context:  # noqa: ANN002, ANN003 - click's signature
+        try:
+            signals.begin()  # a signal that came while starting ends the run here, as documented
+            return super().make_context(*args, **kwargs)
+        except KeyboardInterrupt:
+            raise _interrupted() from None
+
+    def invoke(self, ctx: click.Context):  # noqa: ANN201 - whatever the command returns
+        """The command, with an interrupt anywhere outside its own handling (parsing its options,
+        importing it) ending as the command's own would, not as click's "Aborted!" (exit 1);
+        once it has returned or exited, a late signal no longer changes how the run ends."""
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise _interrupted() from None
+        finally:
+            signals.work_done()
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return [name for name in SUBCOMMANDS if self._load(name) is not None]
 
@@ -59,3 +94,9 @@ def main(ctx: click.Context, debug: bool) -> None:
         from ..io.images import set_opencv_logging
 
         set_opencv_logging(verbose=True)
+
+
+def _interrupted() -> click.ClickException:
+    from .errors import interrupted_error
+
+    return interrupted_error()

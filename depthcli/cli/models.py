@@ -33,7 +33,18 @@ def models_command(as_json: bool) -> None:
             click.echo(json.dumps(rows, indent=2))
         else:
             click.echo(_table(rows))
-            click.echo(f"\n* default (set {registry.MODEL_ENV} to change). Cache: {registry.cache_dir()}")
+            click.echo(f"\n{_default_line()}. Cache: {registry.cache_dir()}")
+
+
+def _default_line() -> str:
+    """What runs when no --model is given, and why: the starred row, or a checkpoint that
+    ``$DEPTHCLI_MODEL`` names (no row to star then, so it is named here)."""
+    name = registry.default_model_name()
+    if not os.environ.get(registry.MODEL_ENV, "").strip():
+        return f"* default (set ${registry.MODEL_ENV} to change)"
+    if name in registry.MODELS:
+        return f"* default, from ${registry.MODEL_ENV}"
+    return f"default: {name} (from ${registry.MODEL_ENV}; a checkpoint, not one of the models above)"
 
 
 def _model_row(entry: registry.ModelEntry) -> dict[str, Any]:
@@ -124,13 +135,15 @@ def convert_command(src: str, dst: str, model_version: str | None, max_depth: fl
         _check_destination(out, force)
         checkpoint = _read_source(src, int(model_version) if model_version else None, max_depth)
         from ..model import build_model
+        from ..runtime.loading import named_as_given
 
-        model = build_model(checkpoint)
+        with named_as_given(Path(checkpoint.source), src):
+            model = build_model(checkpoint)
         _check_destination(out, force)  # again: it may have appeared while the source loaded
         identity = registry.MODELS.get(src) or registry.identify(src)
         _write_atomically(model, out, {registry.IDENTITY_KEY: identity.name} if identity else None)
         click.echo(f"depthcli: wrote {out}: {model.config.describe}, "
-                   f"from a {checkpoint.layout}-layout checkpoint", err=True)
+                   f"from a checkpoint in the {checkpoint.layout} layout", err=True)
         click.echo(str(out))
 
 
@@ -144,28 +157,32 @@ def _check_destination(out: Path, force: bool) -> None:
 
 
 def _read_source(src: str, version: int | None, max_depth: float | None):  # noqa: ANN202 - Checkpoint
-    """Read SRC; a registry name also supplies its version and metric range (and is fetched)."""
-    from ..model import read_checkpoint
-    from ..runtime.loading import resolve_source
+    """Read SRC; a registry name also supplies its version and metric range (and is fetched).
+    Errors name SRC as typed."""
+    from ..runtime.loading import read_checkpoint_as_given
 
     registry.print_licence_notice(src)  # a registry name, or a path whose identity is known
     if not Path(src).expanduser().exists() and src in registry.MODELS:
         entry = registry.MODELS[src]
         version = version or entry.version
         max_depth = max_depth or entry.max_depth
-    return read_checkpoint(resolve_source(src), version=version, max_depth=max_depth)
+    return read_checkpoint_as_given(src, version=version, max_depth=max_depth)
 
 
 def _write_atomically(model, out: Path, metadata: dict[str, str] | None) -> None:  # noqa: ANN001 - torch module
-    """Write beside ``out`` and rename over it: readers see the old file or the new, never half.
-    ``metadata``: recorded too (the published model it is, so its licence note follows it)."""
+    """Write beside ``out`` and rename over it: readers see the old file or the new, never half;
+    with the permissions of every other output (safetensors alone would make it 0600) and
+    synced to disk (a converted model is kept for good). ``metadata``: recorded too (the
+    published model it is, so its licence note follows it)."""
+    from ..io.writers import OutputError, write_with
     from ..model import save_safetensors
 
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
+    def save(tmp: Path) -> None:
         save_safetensors(model, tmp, metadata=metadata)
         with open(tmp, "r+b") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)  # only still there if something failed
+
+    try:
+        write_with(out, save)
+    except OutputError as e:
+        raise CliError(str(e), exit_codes.SOME_FAILED) from None

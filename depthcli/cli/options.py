@@ -27,7 +27,11 @@ def model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         values = {field.name: kwargs.pop(field.name) for field in dataclasses.fields(PredictorSpec)}
         if values["model_version"] is not None:
             values["model_version"] = int(values["model_version"])
-        return fn(*args, spec=PredictorSpec(**values), **kwargs)
+        spec = PredictorSpec(**values)
+        problem = spec.backend_device_problem()
+        if problem:  # before anything runs, on every machine alike
+            raise click.UsageError(problem)
+        return fn(*args, spec=spec, **kwargs)
 
     decorators = [
         click.option("-m", "--model", "model", metavar="NAME|PATH", default=None,
@@ -49,8 +53,9 @@ def model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="What runs the network: openvino (CPU, fastest there), torch (any device). "
                           "Default: $DEPTHCLI_BACKEND or auto (openvino on the CPU when installed)."),
         click.option("--batch", type=click.IntRange(min=1), default=None,
-                     help="Images or frames of one network size per forward pass. Default: 4 on CUDA, "
-                          "1 on the CPU (where batching only adds latency)."),
+                     help="Images or frames of one network size per forward pass (the same depth as one "
+                          "at a time: bit for bit on OpenVINO, to float rounding on torch). Default: 4 on "
+                          "CUDA, 1 on the CPU (where batching only adds latency)."),
     ]
     for deco in reversed(decorators):
         wrapper = deco(wrapper)
@@ -121,3 +126,21 @@ def with_handled_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
 
     return wrapper
+
+
+def given(name: str, *, from_env: bool = False) -> bool:
+    """Whether the user gave option ``name`` (the parameter's name) on the command line (or, with
+    ``from_env``, in its environment variable) rather than leaving its default: an option that
+    cannot apply is refused, but only when it was asked for."""
+    from click.core import ParameterSource
+
+    source = click.get_current_context().get_parameter_source(name)
+    return source == ParameterSource.COMMANDLINE or (from_env and source == ParameterSource.ENVIRONMENT)
+
+
+def refuse_unused(flags: list[str], where: str) -> None:
+    """A usage error for options that do nothing here: ``--focal applies only to --format ply``
+    (``apply`` for several). Nothing when ``flags`` is empty."""
+    if flags:
+        verb = "applies" if len(flags) == 1 else "apply"
+        raise click.UsageError(f"{', '.join(flags)} {verb} only {where}")

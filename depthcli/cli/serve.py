@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from . import exit_codes
+from . import exit_codes, signals
 from .errors import CliError
 from .options import load_predictor, model_options, with_handled_errors
 
@@ -93,16 +93,24 @@ def _serve(sock, *, loopback, host, token, queue_size, max_upload, max_pixels, s
               f"needs the token, and the traffic is plain HTTP (put TLS in front for untrusted networks)")
     precision = str(predictor.dtype).removeprefix("torch.")
     backend = getattr(predictor, "backend_name", "torch")
-    _echo(f"depthcli: serving {spec.source} ({backend} {predictor.device} {precision}, --size {predictor.size}) "
-          f"at {url} (API: {url}v1/depth; Ctrl-C stops)")
-    if open_browser:
-        import urllib.parse
-        import webbrowser
 
-        # the socket already listens: the browser's request waits in its backlog. A token rides in
-        # the fragment, which the browser keeps to itself (the page stores it, then drops it)
-        webbrowser.open(url + (f"#token={urllib.parse.quote(token)}" if token else ""))
-    graceful = run(app, sock, on_stop=lambda message: _echo(f"depthcli: {message}"))
+    def ready() -> None:  # from here a signal stops the server gracefully (serve.server.run)
+        _echo(f"depthcli: serving {spec.source} ({backend} {predictor.device} {precision}, --size {predictor.size}) "
+              f"at {url} (API: {url}v1/depth; Ctrl-C stops)")
+        if open_browser:
+            import urllib.parse
+            import webbrowser
+
+            # the socket already listens: the browser's request waits in its backlog. A token rides in
+            # the fragment, which the browser keeps to itself (the page stores it, then drops it)
+            webbrowser.open(url + (f"#token={urllib.parse.quote(token)}" if token else ""))
+
+    def stopping(message: str) -> None:
+        signals.work_done()  # the server stops by its own rule now (a second signal cuts it off, exit 130)
+        _echo(f"depthcli: {message}")
+
+    graceful = run(app, sock, on_stop=stopping, on_ready=ready)
+    signals.work_done()
     if not graceful:
         raise CliError("stopped by a second signal; requests still running were cut off", exit_codes.INTERRUPTED)
     _echo("depthcli: stopped; every admitted request was answered")

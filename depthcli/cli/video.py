@@ -1,23 +1,25 @@
 """``depthcli video``: depth videos with stable colours, decoding/inference/encoding overlapped."""
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 import click
 
-from . import exit_codes
-from .errors import CliError
+from . import exit_codes, signals
+from .errors import interrupted_error
 from .options import (
     cluster_error,
+    given,
     load_predictor,
     model_options,
+    refuse_unused,
     require_ray_installed,
     say_licence,
     with_handled_errors,
 )
-from .signals import terminate_as_interrupt
 
 
 @click.command("video")
@@ -79,6 +81,7 @@ def video_command(inputs, output, fmt, colormap, invert, side_by_side, normalize
                                  param_hint="--colormap")
     if no_video and not frames_fmt:
         raise click.UsageError("--no-video needs --frames gray16|npy|exr (otherwise nothing would be written)")
+    _refuse_options_that_cannot_apply(fmt, no_video)
     if output and Path(output).exists() and not Path(output).is_dir():
         raise click.UsageError(f"-o {output}: exists and is not a folder")
     from ..io.sequence import is_sequence, parse_rate
@@ -95,13 +98,21 @@ def video_command(inputs, output, fmt, colormap, invert, side_by_side, normalize
         except ValueError as e:
             raise click.BadParameter(str(e), param_hint="--fps") from None
     missing = [p for p in inputs if not Path(p).exists() and "://" not in p and not is_sequence(p)]
+    if seq_fps is not None:
+        _check_fps_applies(inputs, missing, quiet)
     for p in missing:
         click.echo(f"depthcli: {p}: no such file", err=True)
-    todo = [p for p in inputs if p not in missing]
+    todo = _once_each([p for p in inputs if p not in missing])
     if not todo:
         sys.exit(exit_codes.INPUT)
 
+    from ..jobs.naming import NameClash
     from ..jobs.video import VideoInterrupted, VideoOptions, VideoUsageError, output_stems, run_video
+
+    try:
+        stems = output_stems(todo, output)  # before anything runs: a clash is refused, not half done
+    except NameClash as e:
+        raise click.UsageError(str(e)) from None
     from .report import Reporter
 
     opts = VideoOptions(output=output, fmt=fmt, colormap=colormap, invert=invert, side_by_side=side_by_side,
@@ -125,23 +136,22 @@ def video_command(inputs, output, fmt, colormap, invert, side_by_side, normalize
 
         facts = model_facts(predictor, spec)
     failed = unopened = len(missing)
-    with terminate_as_interrupt():
-        if ray_address is not None:  # one Ray task per video instead of the loop below
-            statuses = _run_on_ray(ray_address, todo, spec, opts, new_reporter=new_reporter, error=error)
-            failed += sum(not ok for ok in statuses)
-            unopened += sum(ok is None for ok in statuses)
-            todo = []
-        stems = output_stems(todo, output)
-        for path in todo:
-            try:
-                ok = run_video(path, predictor, replace(opts, stem=stems.get(path)), new_reporter=new_reporter,
-                               error=error, facts=facts)
-            except VideoUsageError as e:
-                raise click.UsageError(str(e)) from None
-            except VideoInterrupted as e:
-                raise CliError(str(e), exit_codes.INTERRUPTED) from None
-            failed += not ok
-            unopened += ok is None
+    if ray_address is not None:  # one Ray task per video instead of the loop below
+        statuses = _run_on_ray(ray_address, todo, spec, opts, new_reporter=new_reporter, error=error)
+        failed += sum(not ok for ok in statuses)
+        unopened += sum(ok is None for ok in statuses)
+        todo = []
+    for path in todo:
+        try:
+            ok = run_video(path, predictor, replace(opts, stem=stems[path]), new_reporter=new_reporter,
+                           error=error, facts=facts)
+        except VideoUsageError as e:
+            raise click.UsageError(str(e)) from None
+        except VideoInterrupted as e:
+            raise interrupted_error(str(e)) from None
+        failed += not ok
+        unopened += ok is None
+    signals.work_done()  # every video is finalised: a signal from here on changes nothing
     if failed:  # 5 only when the one input could not be opened/read at all; an output problem is 1
         sys.exit(exit_codes.INPUT if unopened == len(inputs) == 1 else exit_codes.SOME_FAILED)
 
@@ -157,3 +167,42 @@ def _run_on_ray(address: str, paths: list[str], spec, opts, **callbacks) -> list
         raise click.UsageError(str(e)) from None
     except ClusterFailure as e:
         raise cluster_error(e) from None
+
+
+def _refuse_options_that_cannot_apply(fmt: str, no_video: bool) -> None:
+    """Options that would silently do nothing: a usage error (exit 2) naming them."""
+    if fmt != "color":
+        refuse_unused(["--colormap"] if given("colormap") else [], "to --format color")
+    if no_video:
+        video_only = [flag for flag, name in (("--format", "fmt"), ("--colormap", "colormap"), ("--invert", "invert"),
+                                              ("--side-by-side", "side_by_side"), ("--normalize", "normalize"),
+                                              ("--codec", "codec"), ("--crf", "crf"), ("--no-audio", "no_audio"))
+                      if given(name)]
+        refuse_unused(video_only, "to the video, which --no-video leaves out (the frames are raw or gray16)")
+
+
+def _check_fps_applies(inputs: tuple[str, ...], missing: list[str], quiet: bool) -> None:
+    """--fps times image sequences; a video keeps its own timing. Refused when no input is a
+    sequence, said once when only some are."""
+    from ..io.sequence import is_sequence
+
+    videos = [p for p in inputs if p not in missing and not is_sequence(p)]
+    if videos and len(videos) == len(inputs) - len(missing):
+        raise click.UsageError(f"--fps sets the frame rate of image sequences; {videos[0]} is a video, which "
+                               f"keeps its own timing")
+    if videos and not quiet:
+        click.echo(f"depthcli: note: --fps applies to the image sequences only; {', '.join(videos[:3])} "
+                   f"keep{'s' if len(videos) == 1 else ''} {'its' if len(videos) == 1 else 'their'} own timing",
+                   err=True)
+
+
+def _once_each(paths: list[str]) -> list[str]:
+    """The same video named twice (``a.mp4 ./a.mp4``) is run once, not written twice."""
+    seen: set[str] = set()
+    out = []
+    for p in paths:
+        key = os.path.realpath(p) if Path(p).exists() else p
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import click
 
-from . import exit_codes
-from .errors import CliError
-from .options import load_predictor, model_options, with_handled_errors
-from .signals import terminate_as_interrupt
+from . import exit_codes, signals
+from .errors import INTERRUPTED, CliError, interrupted_error
+from .options import given, load_predictor, model_options, refuse_unused, with_handled_errors
 
 KEYS_HELP = "q/Esc quit, space pause, s snapshot, c next colormap, r start/stop recording"
 
@@ -49,6 +48,8 @@ def webcam_command(camera, source, no_window, record_path, snapshot_dir, colorma
         raise click.UsageError("give --camera or --source, not both")
     if colormap not in COLORMAPS:
         raise click.BadParameter(f"unknown colormap {colormap!r}", param_hint="--colormap")
+    if no_window:  # snapshots are taken with the s key, in the window
+        refuse_unused(["--snapshot-dir"] if given("snapshot_dir") else [], "to the window's s key (not --no-window)")
     window = None
     if not no_window:
         from ..io.window import DepthWindow, DisplayError
@@ -74,13 +75,14 @@ def webcam_command(camera, source, no_window, record_path, snapshot_dir, colorma
         session = _Session(predictor, reader, window=window, colormap=colormap, normalize=normalize,
                            record_path=record_path, snapshot_dir=Path(snapshot_dir), quiet=quiet,
                            stats_path=stats_path, live=live, facts=facts, temporal=temporal or "stream")
-        with terminate_as_interrupt():
-            try:
-                session.run(max_frames)
-            except KeyboardInterrupt:
-                session.finish()
-                raise CliError("interrupted; recording (if any) finalised", exit_codes.INTERRUPTED) from None
+        try:
+            session.run(max_frames)
+        except KeyboardInterrupt:
+            recording = session.recorder is not None
+            session.finish()
+            raise interrupted_error(f"{INTERRUPTED}{' (the recording finalised)' if recording else ''}") from None
         session.finish()
+        signals.work_done()
     finally:
         if window is not None:
             window.close()
@@ -194,7 +196,7 @@ class _Session:
         metadata that reads it back, as ``depthcli image`` writes it) and ``_depth.npy`` (raw)
         with its ``_depth.json``."""
         from ..io.metadata import sidecar_bytes, sidecar_path
-        from ..io.writers import write_bytes, write_npy, write_png
+        from ..io.writers import signals_held, write_bytes, write_npy, write_png
         from ..jobs.image import ImageOptions, encode, metadata, render
 
         if self._last is None:
@@ -202,34 +204,38 @@ class _Session:
         frame, prediction, _ = self._last
         stem = self.snapshot_dir / datetime.now().strftime("depthcli_%Y%m%d_%H%M%S_%f")
         name = f"{stem.name}_input.png"
-        write_png(Path(f"{stem}_input.png"), frame)
         color = ImageOptions(fmt="color", colormap=self.colormap)
-        picture = render(frame, prediction.depth_hw, color, facts=self.facts)  # as `depthcli image` draws it
-        meta = metadata(self.facts, prediction, color, name=name)
-        write_bytes(Path(f"{stem}_depth.png"), encode(picture, color, meta))
-        npy = Path(f"{stem}_depth.npy")
-        write_npy(npy, prediction.depth_hw)
-        write_bytes(sidecar_path(npy), sidecar_bytes(metadata(self.facts, prediction, ImageOptions(fmt="npy"),
-                                                              name=name)))
+        with signals_held():  # the four files of a snapshot, whole
+            write_png(Path(f"{stem}_input.png"), frame)
+            picture = render(frame, prediction.depth_hw, color, facts=self.facts)  # as `depthcli image` draws it
+            write_bytes(Path(f"{stem}_depth.png"), encode(picture, color, metadata(self.facts, prediction, color,
+                                                                                   name=name)))
+            npy = Path(f"{stem}_depth.npy")
+            write_npy(npy, prediction.depth_hw)
+            write_bytes(sidecar_path(npy), sidecar_bytes(metadata(self.facts, prediction, ImageOptions(fmt="npy"),
+                                                                  name=name)))
         click.echo(f"depthcli: snapshot {stem}_{{input,depth}}.png + _depth.npy (+ .json)", err=True)
 
     def _toggle_recording(self) -> None:
         from ..io.av_video import CONTAINERS, AvVideoWriter
         from ..io.video import VideoWriter
+        from ..io.writers import signals_held
 
         if self.recorder is not None:
-            self.recorder.close()
-            if not self.quiet:
-                click.echo(f"depthcli: recording saved to {self.recorder_path}", err=True)
-            self.recorder = None
+            recorder, self.recorder = self.recorder, None
+            with signals_held():  # the encoder flushed and the file renamed: a whole recording
+                recorder.close()
+                if not self.quiet:
+                    click.echo(f"depthcli: recording saved to {self.recorder_path}", err=True)
             return
         w, h = self.reader.size
         path = self.record_path or Path(datetime.now().strftime("depthcli_%Y%m%d_%H%M%S.mp4"))
         self.recorder_path = path
-        if Path(path).suffix.lower() in CONTAINERS:  # H.264 that players and editors take
-            self.recorder = AvVideoWriter(path, self.reader.fps, (2 * w, h))
-        else:  # .avi and friends: OpenCV picks a codec for the container, as before
-            self.recorder = VideoWriter(path, self.reader.fps, (2 * w, h))
+        with signals_held():  # its temporary file and encoder whole before an interrupt finalises it
+            if Path(path).suffix.lower() in CONTAINERS:  # H.264 that players and editors take
+                self.recorder = AvVideoWriter(path, self.reader.fps, (2 * w, h))
+            else:  # .avi and friends: OpenCV picks a codec for the container, as before
+                self.recorder = VideoWriter(path, self.reader.fps, (2 * w, h))
 
     def finish(self) -> None:
         if self.recorder is not None:

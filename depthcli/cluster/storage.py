@@ -22,24 +22,16 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Union
 
-from ..io.inputs import InputItem, is_image_name
+from ..io.inputs import OBJECT_SCHEMES, InputItem, is_image_name, is_object_uri  # noqa: F401 - re-exported
 from ..io.writers import OutputError
 
 Location = Union[Path, str]  # noqa: UP007 - a runtime alias, Python 3.10
 
-OBJECT_SCHEMES = ("s3", "gs", "gcs")
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _GLOB_CHARS = frozenset("*?[")
 
 
 class StorageError(Exception):
     """An object-store read failed; the message is the one-line reason."""
-
-
-def is_object_uri(text: object) -> bool:
-    """``s3://...``, ``gs://...`` (not ``rtsp://`` or a local path)."""
-    m = _SCHEME.match(text) if isinstance(text, str) else None
-    return bool(m) and m.group(1).lower() in OBJECT_SCHEMES
 
 
 _FILESYSTEMS: dict[str, object] = {}
@@ -123,9 +115,11 @@ def parent_uri(uri: str) -> str:
 
 # ----------------------------------------------------------------------------------- inputs
 def collect_inputs(inputs: Sequence[str], *, recursive: bool, list_file: str | None,
-                   stdin: BinaryIO) -> tuple[list[InputItem], list[str]]:
-    """``io.inputs.collect_inputs`` for the local inputs (the same rules), plus object-store
-    files and folders (``-r`` descends) given on the command line or in the ``--list``."""
+                   stdin: BinaryIO) -> tuple[list[InputItem], list[str], int]:
+    """``io.inputs.collect_inputs`` for the local inputs (the same rules, depthcli's own outputs
+    left out and counted), plus object-store files and folders (``-r`` descends) given on the
+    command line or in the ``--list``. An object-store prefix is taken whole: telling depthcli's
+    outputs there from photos would cost a request per object (write them under another prefix)."""
     from ..io import inputs as local
 
     problems: list[str] = []
@@ -139,12 +133,13 @@ def collect_inputs(inputs: Sequence[str], *, recursive: bool, list_file: str | N
         else:
             listed = local._read_list(list_file, stdin, problems, stdin_used="-" in inputs)
     local_specs = [s for s in [*inputs, *listed] if not is_object_uri(s)]
-    items, local_problems = local.collect_inputs(local_specs, recursive=recursive, list_file=None, stdin=stdin)
+    items, local_problems, left_out = local.collect_inputs(local_specs, recursive=recursive, list_file=None,
+                                                           stdin=stdin)
     problems += local_problems
     seen: set[str] = set()
     for spec in [s for s in [*inputs, *listed] if is_object_uri(s)]:
         _collect_uri(spec, recursive, items, problems, seen)
-    return items, problems
+    return items, problems, left_out
 
 
 def _parse_list(raw: bytes) -> list[str]:

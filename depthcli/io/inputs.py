@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
 from .images import IMAGE_EXTENSIONS
+from .metadata import is_depthcli_output
 
 STDIN_LABEL = "<stdin>"
 _GLOB_CHARS = frozenset("*?[")
+OBJECT_SCHEMES = ("s3", "gs", "gcs")  # files in an object store (read by cluster.storage)
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
 @dataclass
@@ -32,11 +36,10 @@ class InputItem:
     data: bytes | None = field(default=None, repr=False)
 
 
-def suffixed_stem(name: str | Path) -> str:
-    """``a.jpg`` -> ``a_jpg``: what an input's outputs are named after when another input's
-    outputs would take the same name (``a.jpg`` and ``a.png``, ``a.mp4`` and ``a.mkv``)."""
-    path = Path(name)
-    return f"{path.stem}_{path.suffix.lstrip('.')}" if path.suffix else path.stem
+def is_object_uri(text: object) -> bool:
+    """``s3://...``, ``gs://...``: a file in an object store (not ``rtsp://`` or a local path)."""
+    m = _SCHEME.match(text) if isinstance(text, str) else None
+    return bool(m) and m.group(1).lower() in OBJECT_SCHEMES
 
 
 def is_image_name(name: str) -> bool:
@@ -47,10 +50,13 @@ def is_image_name(name: str) -> bool:
 
 def collect_inputs(
     inputs: Sequence[str], *, recursive: bool, list_file: str | None, stdin: BinaryIO
-) -> tuple[list[InputItem], list[str]]:
+) -> tuple[list[InputItem], list[str], int]:
     """Expand files, directories, quoted globs, ``-`` (one image on stdin) and a list file
     (``-`` = stdin; one path per line, blanks and ``#`` comments skipped) into (items,
-    problems). Items keep command-line order, directories are sorted, duplicates dropped."""
+    problems, left out). Items keep command-line order, directories are sorted, duplicates
+    dropped. depthcli's own outputs found in a folder or by a glob are left out and counted
+    (a second run beside the inputs must not take the first run's outputs as photos); a file
+    named explicitly, or in the list, is always taken."""
     collector = _Collector(recursive)
     specs = list(inputs)
     if list_file is not None:
@@ -64,7 +70,7 @@ def collect_inputs(
             collector.add(spec)
     for spec in specs_from_list:
         collector.add(spec)
-    return collector.items, collector.problems
+    return collector.items, collector.problems, collector.left_out
 
 
 def _read_list(list_file: str, stdin: BinaryIO, problems: list[str], *, stdin_used: bool) -> list[str]:
@@ -98,6 +104,7 @@ class _Collector:
         self.problems: list[str] = []
         self._seen: set[str] = set()
         self._stdin_taken = False
+        self.left_out = 0  # depthcli outputs found by expanding a folder or a glob
 
     def add_stdin(self, stdin: BinaryIO, *, used_by_list: bool) -> None:
         if used_by_list:
@@ -142,14 +149,21 @@ class _Collector:
             if path.is_dir():
                 self._add_dir(path, _relative_to(path, base, keep_dir=True))
             elif path.exists() and (literal_ext or is_image_name(path.name)):  # glob lists broken links
-                self._add_file(path, match, _relative_to(path, base))
+                self._add_found(path, match, _relative_to(path, base))
 
     def _add_dir(self, root: Path, prefix: Path) -> int:
         found = sorted(_walk_images(root, self.recursive, self.problems), key=lambda rel: rel.as_posix())
         for rel in found:
             path = root / rel
-            self._add_file(path, str(path), prefix / rel)
+            self._add_found(path, str(path), prefix / rel)
         return len(found)
+
+    def _add_found(self, path: Path, label: str, relative: Path) -> None:
+        """A file found by expanding a folder or a glob: taken unless depthcli wrote it."""
+        if is_depthcli_output(path):
+            self.left_out += 1
+            return
+        self._add_file(path, label, relative)
 
     def _add_file(self, path: Path, label: str, relative: Path) -> None:
         key = os.path.realpath(path)

@@ -10,6 +10,7 @@ Latin-1 ``tEXt`` chunk and a PLY comment unchanged.
 from __future__ import annotations
 
 import json
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -37,6 +38,86 @@ def sidecar_path(output: Path) -> Path:
 
 def sidecar_bytes(meta: dict) -> bytes:
     return (json.dumps(meta, ensure_ascii=True, indent=2, allow_nan=False) + "\n").encode("ascii")
+
+
+# ------------------------------------------------------------------------------- our own outputs
+OUTPUT_NAME = re.compile(r"_depth\.(png|exr|npy|ply)\Z", re.IGNORECASE)  # <stem>_depth.<suffix>
+FRAMES_FOLDER_MARK = "_depth_frames"  # <stem>_depth_frames/ holds a video's --frames
+_HEADER_SCAN_BYTES = 1 << 20  # how far into a file its header is looked for (ours sits at the start)
+
+
+def named_like_output(path: str | Path) -> bool:
+    """Whether a file's name follows depthcli's output rule: ``<stem>_depth.png|exr|npy|ply``,
+    or anything inside a ``<stem>_depth_frames/`` folder."""
+    path = Path(path)
+    return bool(OUTPUT_NAME.search(path.name)) or path.parent.name.endswith(FRAMES_FOLDER_MARK)
+
+
+def is_depthcli_output(path: str | Path) -> bool:
+    """A file depthcli wrote, told cheaply (a folder of thousands of photos is checked): named by
+    the output rule AND carrying depthcli metadata in its header (PNG text chunk, EXR attribute,
+    PLY comment), of which only the first bytes are read. An ``.npy`` holds no metadata; its name
+    alone decides: it is never an image anyway, so leaving one out only spares a failure line."""
+    path = Path(path)
+    if not named_like_output(path):
+        return False
+    if path.suffix.lower() == ".npy":
+        return True
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if head.startswith(PNG_SIGNATURE):
+                return _png_has_key(f)
+            if head.startswith(EXR_MAGIC):
+                return _exr_has_key(f)
+            if head.startswith(b"ply"):
+                return _ply_has_key(f)
+    except OSError:
+        return False  # unreadable: the input step says why
+    return False
+
+
+def _png_has_key(f) -> bool:  # noqa: ANN001 - a binary file positioned after the signature
+    """A text chunk keyed ``depthcli`` before the image data (only chunk headers are read)."""
+    pos = len(PNG_SIGNATURE)
+    while pos < _HEADER_SCAN_BYTES:
+        f.seek(pos)
+        header = f.read(8)
+        if len(header) < 8 or header[4:] in (b"IDAT", b"IEND"):
+            return False
+        if header[4:] in (b"tEXt", b"zTXt", b"iTXt") and f.read(len(KEY) + 1) == KEY.encode() + b"\0":
+            return True
+        pos += 12 + struct.unpack(">I", header[:4])[0]
+    return False
+
+
+def _exr_has_key(f) -> bool:  # noqa: ANN001 - a binary file positioned after magic and version
+    """A header attribute named ``depthcli`` (attributes: name NUL, type NUL, int32 size, value)."""
+    data = f.read(_HEADER_SCAN_BYTES)
+    pos = 0
+    while pos < len(data) and data[pos] != 0:
+        name_end = data.find(b"\0", pos)
+        type_end = data.find(b"\0", name_end + 1)
+        if name_end < 0 or type_end < 0 or type_end + 4 > len(data):
+            return False
+        if data[pos:name_end] == KEY.encode():
+            return True
+        (size,) = struct.unpack("<i", data[type_end + 1:type_end + 5])
+        if size < 0:
+            return False
+        pos = type_end + 5 + size
+    return False
+
+
+def _ply_has_key(f) -> bool:  # noqa: ANN001 - a binary file positioned after "ply"
+    """A ``comment depthcli`` line before ``end_header``."""
+    f.seek(0)
+    for line in f.read(_HEADER_SCAN_BYTES).split(b"\n"):
+        if line.startswith(f"comment {KEY} ".encode()):
+            return True
+        if line.strip() == b"end_header":
+            return False
+    return False
 
 
 # ------------------------------------------------------------------------------- PNG
@@ -151,13 +232,30 @@ def read_metadata(path: str | Path) -> tuple[str, dict]:
         except UnicodeDecodeError:
             raise MetadataError("not UTF-8 JSON") from None
         return "JSON sidecar", parse_json(text)
+    what = "NPY" if head.startswith(NPY_MAGIC) else path.suffix.lstrip(".").upper() or "file"
     side = sidecar_path(path)
     if side != path and side.is_file():
         kind, meta = read_metadata(side)
         if kind == "JSON sidecar":
-            what = "NPY" if head.startswith(NPY_MAGIC) else path.suffix.lstrip(".").upper() or "file"
             return f"{what} (metadata from {side.name})", meta
+    video_side = _video_sidecar(path)
+    if video_side is not None and video_side.is_file():  # a --frames .npy: its video's sidecar says it
+        kind, meta = read_metadata(video_side)
+        if kind == "JSON sidecar":
+            return f"{what} (a video frame; metadata from ../{video_side.name})", meta
+    if video_side is not None and head.startswith(NPY_MAGIC):
+        raise MetadataError(f"a video's --frames .npy carries no metadata; it is in {video_side}, which is "
+                            f"not there")
     if head.startswith(NPY_MAGIC):
         raise MetadataError(f".npy files carry no metadata and there is no {side.name} beside it "
-                            f"(write one with --meta)")
+                            f"(`depthcli image --meta` writes one)")
     raise MetadataError("not a depthcli output (PNG, EXR, PLY or JSON sidecar)")
+
+
+def _video_sidecar(path: Path) -> Path | None:
+    """``clip_depth_frames/clip_000005.npy`` -> ``clip_depth.json`` beside the folder: where a
+    video's frames are described (None when ``path`` is not in a ``_depth_frames`` folder)."""
+    folder = path.parent
+    if not folder.name.endswith(FRAMES_FOLDER_MARK):
+        return None
+    return folder.parent / f"{folder.name.removesuffix('_frames')}.json"

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from .images import IMAGE_EXTENSIONS, ImageReadError, read_image
+from .metadata import is_depthcli_output
 from .video import VideoOpenError
 
 DEFAULT_SEQUENCE_FPS = Fraction(24)
@@ -53,9 +54,11 @@ def natural_key(path: Path) -> list:
     return [int(part) if part.isdigit() else part.lower() for part in _DIGITS.split(path.name)]
 
 
-def find_frames(source: str) -> list[Path]:
-    """The frame files of a folder, pattern or glob in playback order; ``VideoOpenError`` with
-    a one-line reason when there are none."""
+def find_frames(source: str) -> tuple[list[Path], int]:
+    """The frame files of a folder, pattern or glob in playback order, and how many depthcli
+    outputs a folder or glob held and were left out (``image`` run beside the frames writes
+    ``f_depth.png`` there; those are not frames); ``VideoOpenError`` with a one-line reason when
+    there are none. A ``%d`` pattern names its frames exactly: nothing is left out."""
     if os.path.isdir(source):
         exts = frame_extensions()
         try:
@@ -65,9 +68,10 @@ def find_frames(source: str) -> list[Path]:
         frames = [Path(source) / n for n in names
                   if not n.startswith(".") and n.rpartition(".")[2].lower() in exts and "." in n
                   and os.path.isfile(os.path.join(source, n))]
+        frames, left_out = _without_outputs(frames)
         if not frames:
-            raise VideoOpenError("is a folder with no image frames")
-        return sorted(frames, key=natural_key)
+            raise VideoOpenError("is a folder with no image frames" + _besides(left_out))
+        return sorted(frames, key=natural_key), left_out
     folder, name = os.path.split(source)
     folder = folder or "."
     if _PRINTF.search(name) and not _GLOB_CHARS.intersection(source):
@@ -79,13 +83,22 @@ def find_frames(source: str) -> list[Path]:
         matched = [(tuple(int(g) for g in m.groups()), n) for n in names if (m := regex.match(n))]
         if not matched:
             raise VideoOpenError("no frame matches the pattern")
-        return [Path(folder) / n for _, n in sorted(matched)]
+        return [Path(folder) / n for _, n in sorted(matched)], 0
     import glob
 
-    frames = [Path(p) for p in glob.glob(source) if os.path.isfile(p)]
+    frames, left_out = _without_outputs([Path(p) for p in glob.glob(source) if os.path.isfile(p)])
     if not frames:
-        raise VideoOpenError("no file matches the pattern")
-    return sorted(frames, key=lambda p: (natural_key(p.parent), natural_key(p)))
+        raise VideoOpenError("no file matches the pattern" + _besides(left_out))
+    return sorted(frames, key=lambda p: (natural_key(p.parent), natural_key(p))), left_out
+
+
+def _without_outputs(frames: list[Path]) -> tuple[list[Path], int]:
+    kept = [p for p in frames if not is_depthcli_output(p)]
+    return kept, len(frames) - len(kept)
+
+
+def _besides(left_out: int) -> str:
+    return f" (besides {left_out} depthcli output{'s' if left_out != 1 else ''}, left out)" if left_out else ""
 
 
 def _printf_regex(m: re.Match) -> str:
@@ -162,7 +175,7 @@ class SequenceReader:
 
     def __init__(self, source: str, fps: float | Fraction | str | None = None) -> None:
         self.label = source
-        self.paths = find_frames(source)
+        self.paths, self.left_out = find_frames(source)  # left_out: depthcli outputs among the files
         self.rate: Fraction = parse_rate(fps) if fps is not None else DEFAULT_SEQUENCE_FPS
         self.fps = float(self.rate)
         self.time_base = 1 / self.rate

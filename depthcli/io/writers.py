@@ -3,7 +3,11 @@
 Everything is written to a hidden temporary file beside the target and renamed over it with
 ``os.replace`` only once complete; on any failure, Ctrl-C included, the temporary file is
 removed and an existing target is left untouched. No fsync: the point is "never a partial
-file after an error or interrupt", not durability across power loss.
+file after an error or interrupt", not durability across power loss. What takes more than one
+step to finish (a video's encoder flushed and its file renamed, an output and its sidecar)
+runs with Ctrl-C and SIGTERM held back (``signals_held``), so an interrupt lands between
+outputs, never inside one. Files get the mode of any new file (0666 less the umask), also
+when a library writes them (``write_with``).
 """
 from __future__ import annotations
 
@@ -12,8 +16,10 @@ import errno
 import io
 import os
 import secrets
+import signal
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
@@ -56,6 +62,51 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
     except BaseException:
         _unlink_quietly(tmp)
         raise
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM back while an output is finalised, and deliver them when it is:
+    the handler in place then (the CLI's raises KeyboardInterrupt; the default one ends the
+    process) sees the signal at once, once the files are whole. Signals are only handled in the
+    main thread, so elsewhere (and for signals a process ignores) this changes nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+
+    def hold(signum: int, frame: object) -> None:
+        held.append(signum)
+
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) not in (signal.SIG_IGN, None):  # None: a handler not set from Python
+            previous[sig] = signal.signal(sig, hold)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for signum in dict.fromkeys(held):
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, None)  # here and now: KeyboardInterrupt from the CLI's handler
+            else:
+                signal.raise_signal(signum)  # the default action: the process ends, its files whole
+
+
+def write_with(final: str | Path, write: Callable[[Path], None]) -> None:
+    """Atomically write ``final`` with a function that writes a file at the path it is given (a
+    library's own writer, e.g. safetensors' ``save_file``), with the mode every other output
+    gets: such writers may create their files 0600."""
+    with atomic_path(final) as tmp:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the mode a new file gets here
+        try:
+            mode = os.fstat(fd).st_mode & 0o777
+        finally:
+            os.close(fd)
+        write(tmp)
+        os.chmod(tmp, mode)
 
 
 def write_bytes(path: str | Path, data: bytes | memoryview) -> None:

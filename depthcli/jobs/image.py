@@ -8,7 +8,6 @@ A per-input failure is an ``ImageJobError`` with a one-line reason; the caller a
 from __future__ import annotations
 
 import io
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from ..io.images import DEFAULT_MAX_PIXELS, ImageReadError, read_image
-from ..io.inputs import InputItem, suffixed_stem
-from ..io.writers import OutputError
+from ..io.inputs import InputItem
+from ..io.writers import OutputError, signals_held
 from ..model.configs import INVERSE_DEPTH
 from ..runtime.oom import free_device_memory, is_out_of_memory
+from . import naming
 
 FORMATS = {"color": "png", "gray": "png", "gray16": "png", "npy": "npy", "exr": "exr",
            "ply": "ply"}  # --format -> file suffix
@@ -76,29 +76,30 @@ def check_options(opts: ImageOptions, traits) -> None:  # noqa: ANN001 - model.c
 
 
 # ------------------------------------------------------------------------------- where to
-def output_path(item: InputItem, output: str | None, fmt: str, *, keep_suffix: bool = False) -> Path | None:
-    """Where an input's depth goes: beside it, or mirrored under -o DIR; None means stdout.
-    ``keep_suffix`` names ``a.jpg`` -> ``a_jpg_depth.png``, for inputs whose names differ only there."""
+def output_folder(item: InputItem, output: str | None) -> Path | None:
+    """Where an input's depth goes: beside it, or under -o DIR with its subfolders mirrored;
+    None means stdout."""
     if output == "-" or (output is None and item.source is None):
         return None
-    src = Path(item.relative.name)
-    stem = suffixed_stem(src) if keep_suffix else src.stem
-    name = f"{stem}_depth.{FORMATS[fmt]}"
     if output is None:
-        return item.source.parent / name
-    return Path(output) / item.relative.parent / name
+        return item.source.parent
+    return Path(output) / item.relative.parent
 
 
 def plan_outputs(items: list[InputItem], output: str | None, fmt: str, *,
                  skip_existing: bool) -> tuple[list[tuple[InputItem, Path | None]], int]:
     """(input, destination) for every input still to do, and how many were skipped because their
-    output exists. Inputs whose outputs would collide (``a.jpg``, ``a.png``) keep their suffix."""
-    plain = [output_path(item, output, fmt) for item in items]
-    clashing = {d for d, n in Counter(plain).items() if d is not None and n > 1}
+    output exists. Names follow ``jobs.naming``: inputs whose outputs would land on one path keep
+    enough of their own path to be told apart (``a_jpg_depth.png``, ``shots_a_jpg_depth.png``),
+    and no output replaces an input; ``NameClash`` when nothing tells them apart."""
+    folders = [output_folder(item, output) for item in items]
+    to_files = [(item, folder) for item, folder in zip(items, folders, strict=True) if folder is not None]
+    sources = [naming.source_for(folder, item.source, name=item.relative.name) for item, folder in to_files]
+    reserved = naming.reserved_by_inputs([item.source for item in items], [FORMATS[fmt]])
+    stems = iter(naming.distinct_stems(sources, reserved))
     jobs, skipped = [], 0
-    for item, dest in zip(items, plain, strict=True):
-        if dest in clashing:
-            dest = output_path(item, output, fmt, keep_suffix=True)
+    for item, folder in zip(items, folders, strict=True):
+        dest = None if folder is None else folder / f"{next(stems)}{naming.OUTPUT_MARK}.{FORMATS[fmt]}"
         if skip_existing and dest is not None and dest.exists():
             skipped += 1
             continue
@@ -340,9 +341,10 @@ def run_images(jobs: Iterable[tuple[InputItem, Path | None]], predictor, opts: I
                     out_of_memory += result.out_of_memory
                     raise result
                 data, meta = finish(item, image_bgr, result, opts, facts)
-                write(data, dest)
-                if opts.sidecar and dest is not None:
-                    write_sidecar(meta, dest)
+                with signals_held():  # a signal waits until the output and its sidecar are written
+                    write(data, dest)
+                    if opts.sidecar and dest is not None:
+                        write_sidecar(meta, dest)
             except ImageJobError as e:
                 on_failed(item.label, str(e))
                 continue

@@ -7,7 +7,6 @@ with callbacks for what is shown, so the CLI and cluster tasks run the same code
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,12 +16,13 @@ import numpy as np
 
 from ..io import render as r
 from ..io.av_video import AvVideoWriter, as_rate
-from ..io.inputs import suffixed_stem
+from ..io.inputs import is_object_uri
 from ..io.metadata import sidecar_bytes
 from ..io.sequence import is_sequence, sequence_output
 from ..io.video import FrameDirWriter, VideoOpenError, open_video
-from ..io.writers import OutputError, write_bytes
+from ..io.writers import OutputError, signals_held, write_bytes
 from ..runtime.streaming import stream_depth
+from . import naming
 
 
 class VideoUsageError(ValueError):
@@ -57,15 +57,33 @@ class VideoOptions:
     stem: str | None = None  # what the outputs are named after (<stem>_depth.mp4); None: the input
 
 
+def output_place(path: str, output: str | None) -> tuple[Path, naming.NameSource]:
+    """The folder a video's outputs go to and what they are named after: a file's stem, beside it
+    or in ``output``; an image sequence's name (``io.sequence.sequence_output``); a stream's
+    address, made a name (``rtsp://cam/1`` -> ``rtsp_cam_1``), in ``output`` or here."""
+    src = Path(path)
+    if is_sequence(path):  # a folder, frame_%05d.png or a glob: outputs named after it
+        seq_dir, stem = sequence_output(path)
+        out_dir = Path(output) if output else seq_dir
+        return out_dir, naming.source_for(out_dir, seq_dir / stem, has_suffix=False)
+    if src.exists() or is_object_uri(path):  # a file (an object store's too: --ray fetches it first)
+        out_dir = Path(output) if output else src.parent
+        return out_dir, naming.source_for(out_dir, src)
+    out_dir = Path(output) if output else Path.cwd()
+    stream = re.sub(r"\W+", "_", path).strip("_")[-40:] or "stream"
+    return out_dir, naming.source_for(out_dir, None, name=stream, has_suffix=False)
+
+
 def output_stems(paths: list[str], output: str | None) -> dict[str, str]:
-    """The names of the videos whose outputs would collide: ``a.mp4`` and ``a.mkv`` going to
-    the same folder are written as ``a_mp4_depth.mp4`` and ``a_mkv_depth.mp4`` (as images do),
-    instead of the second overwriting the first. Every other video keeps its stem (not listed).
-    Image sequences and streams are named by ``run_video`` itself."""
-    files = [p for p in paths if Path(p).suffix and not is_sequence(p)]
-    where = {p: (output or str(Path(p).parent), Path(p).stem) for p in files}
-    counts = Counter(where.values())
-    return {p: suffixed_stem(p) for p in files if counts[where[p]] > 1}
+    """The stem every video's outputs are named after (``jobs.naming``): its own, unless another
+    video's outputs (or an input of the run) would take the same names in the same folder
+    (``a.mp4`` and ``a.mkv`` -> ``a_mp4_depth.mp4``, ``a_mkv_depth.mp4``; ``x/a.mp4`` and
+    ``y/a.mp4`` with ``-o out/`` -> ``x_a_mp4_depth.mp4``, ``y_a_mp4_depth.mp4``). Raises
+    ``naming.NameClash`` when nothing tells two apart."""
+    unique = list(dict.fromkeys(paths))
+    sources = [output_place(p, output)[1] for p in unique]
+    reserved = naming.reserved_by_inputs([p for p in unique if Path(p).is_file()], ["mp4"])
+    return dict(zip(unique, naming.distinct_stems(sources, reserved), strict=True))
 
 
 class VideoRecord:
@@ -191,12 +209,8 @@ def run_video(path: str, predictor, opts: VideoOptions, *, new_reporter: Callabl
         raise VideoUsageError(f"--temporal {opts.temporal} applies to video models (Video Depth Anything, "
                               f"e.g. vda-small); this model estimates each frame alone")
     src = Path(path)
-    out_dir = Path(output) if output else (src.parent if src.exists() else Path.cwd())
-    stem = src.stem if src.exists() else re.sub(r"\W+", "_", path).strip("_")[-40:] or "stream"
-    if is_sequence(path):  # a folder, frame_%05d.png or a glob: outputs named after it
-        seq_dir, stem = sequence_output(path)
-        out_dir = Path(output) if output else seq_dir
-    stem = opts.stem or stem
+    out_dir, place = output_place(path, output)
+    stem = opts.stem or place.stem
     try:
         reader = open_video(path, fps=opts.fps)
     except VideoOpenError as e:
@@ -220,22 +234,15 @@ def run_video(path: str, predictor, opts: VideoOptions, *, new_reporter: Callabl
         total = max(0, (last - (first or 0) + stride - 1) // stride)
         if max_frames is not None:
             total = min(total, max_frames)
+    if total == 0:  # --start past the listed end: said before anything is announced or written
+        error(f"depthcli: {path}: no frames selected: --start {start} is past the end "
+              f"(it lists {reader.frame_count} frames)")
+        reader.close()
+        return False
     reporter = new_reporter(total)
     running = r.RunningRange() if normalize == "running" else None
     video_path = out_dir / f"{stem}_depth.mp4"
     out_size = (2 * w, h) if side_by_side else (w, h)
-    try:
-        # The source's timestamps are passed through (time_of), so with --stride the rate is
-        # divided and the duration, and the sound's sync, are kept.
-        rate = getattr(reader, "rate", None) or as_rate(fps)
-        audio = getattr(reader, "audio", None) if opts.audio else None
-        writer = None if no_video else AvVideoWriter(video_path, rate / stride, out_size, codec=opts.codec,
-                                                     crf=opts.crf, time_base=getattr(reader, "time_base", None),
-                                                     audio=audio)
-    except OutputError as e:
-        error(f"depthcli: {path}: {e}")
-        reader.close()
-        return False
     frame_writer = None
     if frames_fmt:
         kind = {"npy": "npy", "exr": "exr"}.get(frames_fmt, "png")
@@ -247,6 +254,7 @@ def run_video(path: str, predictor, opts: VideoOptions, *, new_reporter: Callabl
 
         temporal = record.temporal = opts.temporal or ("stream" if is_url(path) else "window")
     time_of = getattr(reader, "time_of", None)  # each frame's source timestamp (PyAV, sequences)
+    writer = None
 
     def sink(index: int, frame, prediction) -> None:  # noqa: ANN001
         depth = prediction.depth_hw
@@ -262,13 +270,36 @@ def run_video(path: str, predictor, opts: VideoOptions, *, new_reporter: Callabl
         writer.write(r.side_by_side(frame, picture) if side_by_side else picture,
                      time_of(index) if time_of is not None else None)
 
-    reporter.info(f"{path}: {w}x{h}, {fps:.3g} fps, {reader.frame_count or 'unknown'} frames -> "
-                  f"{video_path if writer else frame_writer.directory}")
-    notes_shown = len(writer.notes) if writer is not None else 0
-    for note in writer.notes if writer is not None else ():
-        reporter.info(f"depthcli: note: {path}: {note}")
-    interrupted, result, write_error, closed, sidecar_failed = False, None, None, True, False
+    interrupted, result, write_error, closed, sidecar_failed, notes_shown = False, None, None, True, False, 0
     try:
+        # The source's timestamps are passed through (time_of), so with --stride the rate is
+        # divided and the duration, and the sound's sync, are kept.
+        rate = getattr(reader, "rate", None) or as_rate(fps)
+        audio = getattr(reader, "audio", None) if opts.audio else None
+        with signals_held():  # its temporary file and the encoder come into being whole
+            writer = None if no_video else AvVideoWriter(video_path, rate / stride, out_size, codec=opts.codec,
+                                                         crf=opts.crf, time_base=getattr(reader, "time_base", None),
+                                                         audio=audio)
+    except OutputError as e:
+        error(f"depthcli: {path}: {e}")
+        reader.close()
+        return False
+    except KeyboardInterrupt:  # held until the writer existed: nothing was written yet, so none is kept
+        if writer is not None:
+            writer.discard()
+        reader.close()
+        raise
+    # From here the writer's temporary file exists: every way out goes through the finally below.
+    try:
+        reporter.info(f"{path}: {w}x{h}, {fps:.3g} fps, {reader.frame_count or 'unknown'} frames -> "
+                      f"{video_path if writer else frame_writer.directory}")
+        if getattr(reader, "left_out", 0):  # an image sequence's folder or glob held depthcli outputs
+            reporter.info(f"depthcli: note: {path}: left out {reader.left_out} depthcli output"
+                          f"{'s' if reader.left_out != 1 else ''} found among the frames (a %d pattern names "
+                          f"frames exactly)")
+        notes_shown = len(writer.notes) if writer is not None else 0
+        for note in writer.notes if writer is not None else ():
+            reporter.info(f"depthcli: note: {path}: {note}")
         result = stream_depth(frame_range(reader, first, stop_at, stride, max_frames), predictor, sink,
                               on_frame=reporter.done, temporal=temporal)
     except KeyboardInterrupt:
@@ -277,28 +308,20 @@ def run_video(path: str, predictor, opts: VideoOptions, *, new_reporter: Callabl
         write_error = e
         closed = False  # the writer dropped its file: nothing was finalised
     finally:
-        try:  # finalise what was written (a playable file), on success, error and interrupt alike
-            if writer is not None:
-                writer.close()
-        except OutputError as e:  # e.g. the disk filled up: the encoder's output is incomplete
-            error(f"depthcli: {path}: {e}")
-            closed = False
-        for note in writer.notes[notes_shown:] if writer is not None else ():  # e.g. the sound stopped early
-            reporter.info(f"depthcli: note: {path}: {note}")
-        if record.network_hw is not None and closed:  # how the frames were made, once per video
-            try:
-                write_bytes(out_dir / f"{stem}_depth.json", sidecar_bytes(record.to_dict(
-                    video_path.name if writer else None, frame_writer.directory.name if frame_writer else None)))
-            except OutputError as e:
-                error(f"depthcli: {path}: {e}")
-                sidecar_failed = True
+        with signals_held():  # a signal now would leave the file unfinished: it waits for the end of this
+            status = _finalise(writer, record, out_dir / f"{stem}_depth.json", video_path, frame_writer,
+                               reporter, error, path, closed, notes_shown)
+            closed, sidecar_failed = status is not False, status is None
     if write_error is not None:
         error(f"depthcli: {path}: {write_error}")
         return False
     if interrupted:
         n = len(reporter.summary.frames)
         reporter.close()
-        kept = f"{video_path if writer else 'frames'} finalised and kept" if closed else "the video was not kept"
+        if not n:
+            kept = "nothing was written"
+        else:
+            kept = f"{video_path if writer else 'frames'} finalised and kept" if closed else "the video was not kept"
         raise VideoInterrupted(f"interrupted after {n} frames; {kept}")
     if not closed or sidecar_failed:
         reporter.close()
@@ -308,11 +331,32 @@ def run_video(path: str, predictor, opts: VideoOptions, *, new_reporter: Callabl
         error(f"depthcli: {path}: no frames selected (it has {reader.frame_count or 'no'} frames; "
               f"check --start/--end)")
         return False
-    if result is not None and result.frames:
-        reporter.info(f"{path}: model-only {result.model_fps:.2f} fps, end-to-end {result.end_to_end_fps:.2f} fps "
-                      f"({result.frames} frames in {result.wall_s:.1f} s)")
     if reader.error or (result is not None and result.source_error):
         err = reader.error or result.source_error
         error(f"depthcli: {path}: stopped after {result.frames if result else 0} frames: {err}")
         return False
     return True
+
+
+def _finalise(writer, record: VideoRecord, sidecar: Path, video_path: Path, frame_writer, reporter,  # noqa: ANN001
+              error: Callable[[str], None], path: str, closed: bool, notes_shown: int) -> bool | None:
+    """Finish a video's outputs, on success, error and interrupt alike: the playable file of the
+    frames written, then ``<stem>_depth.json`` (how they were made). True when finalised, False
+    when the video could not be kept, None when only the sidecar failed. ``notes_shown``: the
+    writer's notes already said (the rest, e.g. the sound stopping early, are said here)."""
+    try:
+        if writer is not None:
+            writer.close()
+    except OutputError as e:  # e.g. the disk filled up: the encoder's output is incomplete
+        error(f"depthcli: {path}: {e}")
+        closed = False
+    for note in writer.notes[notes_shown:] if writer is not None else ():  # e.g. the sound stopped early
+        reporter.info(f"depthcli: note: {path}: {note}")
+    if record.network_hw is not None and closed:  # how the frames were made, once per video
+        try:
+            write_bytes(sidecar, sidecar_bytes(record.to_dict(
+                video_path.name if writer else None, frame_writer.directory.name if frame_writer else None)))
+        except OutputError as e:
+            error(f"depthcli: {path}: {e}")
+            return None
+    return closed

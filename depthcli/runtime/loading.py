@@ -9,6 +9,8 @@ loads the model with torch.
 """
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +19,14 @@ from .device import device_type, pick_device, pick_dtype
 from .spec import PredictorSpec
 
 
-def resolve_source(source: str | Path) -> Path:
-    """A local path as is; otherwise a registry name, fetched into the Hugging Face cache."""
+def resolve_source(source: str | Path, *, label: str | None = None) -> Path:
+    """A local path as is; otherwise a registry name, fetched into the Hugging Face cache.
+    ``label``: the model as the user gave it (``PredictorSpec.source_label``), for the messages."""
+    label = label or str(source)
     path = Path(source).expanduser()
     if path.exists():
+        if path.is_file() and path.stat().st_size == 0:  # as an empty image is: not a torch EOFError
+            raise CheckpointError(f"{label}: empty file")
         return path
     from ..hub import registry
 
@@ -28,17 +34,45 @@ def resolve_source(source: str | Path) -> Path:
         from ..hub.download import fetch_model
 
         return fetch_model(str(source))
-    raise CheckpointError(f"{source}: no such file, folder or model name "
+    raise CheckpointError(f"{label}: no such file, folder or model name "
                           f"(names: {', '.join(registry.MODELS)})")
 
 
+@contextlib.contextmanager
+def named_as_given(path: Path, label: str) -> Iterator[None]:
+    """Checkpoint errors naming the model as the user gave it. The model layer names a file by
+    its base name (``m.pth: ...``); the user typed ``models/v2/m.pth``, or a registry name whose
+    file sits deep in the cache, or set ``$DEPTHCLI_MODEL``: that is what the message starts with."""
+    try:
+        yield
+    except CheckpointError as e:
+        text = str(e)
+        for prefix in (f"{path}: ", f"{path.name}: "):
+            if text.startswith(prefix):
+                raise CheckpointError(f"{label}: {text[len(prefix):]}") from e
+        if label != str(path):
+            raise CheckpointError(f"{label}: {text}") from e
+        raise
+
+
+def read_checkpoint_as_given(source: str | Path, *, label: str | None = None, version: int | None = None,
+                             max_depth: float | None = None):  # noqa: ANN201 - model.Checkpoint
+    """``model.read_checkpoint`` of a path or registry name, its errors naming it as given."""
+    from ..model import read_checkpoint
+
+    label = label or str(source)
+    path = resolve_source(source, label=label)
+    with named_as_given(path, label):
+        return read_checkpoint(path, version=version, max_depth=max_depth)
+
+
 def load_model(source: str | Path, *, version: int | None = None, device: Any = None,
-               dtype: Any = None, max_depth: float | None = None) -> Any:
+               dtype: Any = None, max_depth: float | None = None, label: str | None = None) -> Any:
     """Load a model of any supported family from any supported checkpoint, in eval mode.
 
     ``version`` (1 or 2) and ``max_depth`` (metres, V2 metric models) override what the file
     says. ``device`` defaults to the best available; ``dtype`` to float32 ("fp16"/"bf16" or a
-    torch dtype accepted).
+    torch dtype accepted). ``label``: how errors name the model (default: ``source`` as given).
     """
     import torch
 
@@ -47,9 +81,11 @@ def load_model(source: str | Path, *, version: int | None = None, device: Any = 
 
     dev = pick_device(device)
     dt = torch_dtype(pick_dtype(dtype, dev))
-    path = resolve_source(source)
+    label = label or str(source)
+    path = resolve_source(source, label=label)
     try:
-        model = build_model(read_checkpoint(path, version=version, max_depth=max_depth))
+        with named_as_given(path, label):
+            model = build_model(read_checkpoint(path, version=version, max_depth=max_depth))
     except CheckpointError:
         raise
     except (ValueError, TypeError, KeyError, AttributeError, IndexError, RuntimeError) as e:
@@ -58,7 +94,7 @@ def load_model(source: str | Path, *, version: int | None = None, device: Any = 
         if "out of memory" in str(e).lower():
             raise
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-        raise CheckpointError(f"{Path(path).name}: not a usable checkpoint "
+        raise CheckpointError(f"{label}: not a usable checkpoint "
                               f"({type(e).__name__}: {first})") from e
     model = model.to(device=torch.device(dev), dtype=dt)
     if device_type(dev) in ("cpu", "cuda"):
@@ -86,10 +122,10 @@ def build_predictor(spec: PredictorSpec):  # noqa: ANN201 - DepthPredictor
     from .device import resolve_precision
     from .threads import configure_threads
 
+    problem = spec.backend_device_problem()
+    if problem:
+        raise BackendUnavailable(problem)
     requested = requested_backend(spec.backend)
-    if requested == "openvino" and spec.device in ("cuda", "mps"):  # a usage error on every machine
-        raise BackendUnavailable(f"--backend openvino runs on the CPU, not {spec.device}; "
-                                 f"use --device cpu or --backend torch")
     try:
         # --backend openvino means the CPU: with --device auto it is not an error on a GPU box
         dev = pick_device("cpu" if requested == "openvino" and spec.device == "auto" else spec.device)
@@ -99,7 +135,8 @@ def build_predictor(spec: PredictorSpec):  # noqa: ANN201 - DepthPredictor
         raise DeviceError(str(e)) from None
     name, backend_note = choose_backend(requested, device_type(dev), device_was_explicit=spec.device != "auto")
     notes = [n for n in (precision_note, backend_note) if n]
-    path = resolve_source(spec.source)
+    label = spec.source_label
+    path = resolve_source(spec.source, label=label)
     options = {"model_version": spec.model_version}
     sizes = {"size": spec.size, "max_side": spec.max_side, "batch": spec.batch or default_batch(dev)}
     if name == "openvino":
@@ -112,7 +149,7 @@ def build_predictor(spec: PredictorSpec):  # noqa: ANN201 - DepthPredictor
         from .fingerprint import checkpoint_sha256
         from .known_weights import remember
 
-        net = load_model(path, version=spec.model_version, device="cpu", dtype="fp32")
+        net = load_model(path, version=spec.model_version, device="cpu", dtype="fp32", label=label)
         configure_threads(dev)
         try:
             sha256 = checkpoint_sha256(path)
@@ -121,7 +158,7 @@ def build_predictor(spec: PredictorSpec):  # noqa: ANN201 - DepthPredictor
             raise
         except Exception as e:  # noqa: BLE001 - a conversion failure must not end an `auto` run
             if requested == "openvino":
-                raise CheckpointError(f"{path.name}: cannot run on OpenVINO ({type(e).__name__}: "
+                raise CheckpointError(f"{label}: cannot run on OpenVINO ({type(e).__name__}: "
                                       f"{(str(e).strip().splitlines() or [''])[0][:160]})") from e
             notes.append(f"openvino could not run this model ({type(e).__name__}): using the torch backend")
         else:
@@ -135,7 +172,7 @@ def build_predictor(spec: PredictorSpec):  # noqa: ANN201 - DepthPredictor
             predictor = _predictor_class(config)(config=config, backend=backend, **sizes)
             predictor.notes[:0] = notes
             return predictor
-    net = load_model(path, version=spec.model_version, device=dev, dtype=dtype)
+    net = load_model(path, version=spec.model_version, device=dev, dtype=dtype, label=label)
     configure_threads(dev)
     return _torch_predictor(net, notes, sizes)
 

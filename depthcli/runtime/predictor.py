@@ -103,8 +103,8 @@ class DepthPredictor:
 
     def infer_batch(self, batch: list[Prepared]) -> list[Prediction]:
         """Several inputs of the SAME network size through the model at once (``--batch``: a
-        GPU is kept busy; the results are those of one at a time, to float rounding). Each
-        prediction's ``infer_ms`` is its share of the batch's forward time."""
+        GPU is kept busy; the results are those of one at a time to float rounding, bit for bit on
+        OpenVINO). Each prediction's ``infer_ms`` is its share of the batch's forward time."""
         shapes = {tuple(p.input_bchw.shape[1:]) for p in batch}
         if len(shapes) != 1:
             raise ValueError(f"a batch needs inputs of one network size, got {sorted(shapes)}")

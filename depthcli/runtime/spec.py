@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 DEFAULT_SIZE = 518  # V1/V2/VDA's network input (shorter side); DA3's is 504 (its longer side)
 DEFAULT_MODEL_ENV = "DEPTHCLI_MODEL"
+BACKEND_ENV = "DEPTHCLI_BACKEND"  # = runtime.backends.BACKEND_ENV, read here without importing torch
 
 
 @dataclass(frozen=True)
@@ -35,3 +36,22 @@ class PredictorSpec:
         from ..hub.registry import DEFAULT_MODEL
 
         return DEFAULT_MODEL
+
+    @property
+    def source_label(self) -> str:
+        """The model as the user gave it, for messages: the ``--model`` value as typed, or
+        ``$DEPTHCLI_MODEL=...`` when the variable chose it (so a bad one says where it came from)."""
+        if self.model:
+            return self.model
+        env = os.environ.get(DEFAULT_MODEL_ENV)
+        return f"${DEFAULT_MODEL_ENV}={env}" if env else self.source
+
+    def backend_device_problem(self) -> str | None:
+        """OpenVINO runs on the CPU: asked for together with an explicit GPU device it is a usage
+        error on every machine, said before any device is probed (so the same command fails the
+        same way with and without a GPU)."""
+        backend = (self.backend or os.environ.get(BACKEND_ENV) or "auto").strip().lower()
+        if backend != "openvino" or not (self.device.startswith("cuda") or self.device == "mps"):
+            return None
+        source = "--backend openvino" if self.backend else f"${BACKEND_ENV}=openvino"
+        return f"{source} runs on the CPU, not {self.device}: use --device cpu (or auto), or --backend torch"

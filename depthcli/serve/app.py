@@ -171,7 +171,7 @@ def create_app(predictor, settings: ServeSettings) -> Starlette:  # noqa: ANN001
         request.state.stats_line = stats.line()
         suffix = image_job.FORMATS[opts.fmt]
         headers = {
-            "Content-Disposition": f'inline; filename="{_output_name(label, suffix)}"',
+            "Content-Disposition": content_disposition(_output_name(label, suffix)),
             "X-Depthcli-Infer-Ms": f"{stats.infer_ms:.3f}",
             "X-Depthcli-Total-Ms": f"{stats.total_ms:.3f}",
             "X-Depthcli-Queue-Ms": f"{queue_ms:.3f}",
@@ -421,17 +421,33 @@ def _client_name(name: str | None, *, quoted: bool = False) -> str | None:
 
 def _label(name: str | None) -> str:
     """A client-given file name, only ever used in messages and the download name: its last
-    component, printable ASCII, at most 100 characters."""
+    component (no folder can be named through it), control characters dropped, at most 100
+    characters. Any letters are kept: ``café.jpg`` stays ``café.jpg``."""
     if not name:
         return "upload"
     base = PurePosixPath(name.replace("\\", "/")).name
-    safe = re.sub(r"[^A-Za-z0-9._+-]", "_", base)[:100].lstrip(".")
+    safe = "".join(ch for ch in base if ch.isprintable())[:100].lstrip(".").strip()
     return safe or "upload"
 
 
 def _output_name(label: str, suffix: str) -> str:
     stem = label.rsplit(".", 1)[0] if "." in label else label
     return f"{stem}_depth.{suffix}"
+
+
+def content_disposition(file_name: str) -> str:
+    """``inline`` with the download name as given (RFC 6266): ``filename*`` carries it in UTF-8
+    (RFC 5987 percent-encoding), ``filename`` an ASCII stand-in for clients that know only that
+    (``café_depth.png`` -> ``cafe_depth.png``: accents dropped, anything else non-ASCII as ``_``)."""
+    import unicodedata
+    from urllib.parse import quote
+
+    ascii_name = unicodedata.normalize("NFKD", file_name).encode("ascii", "ignore").decode("ascii")
+    ascii_name = re.sub(r"[^A-Za-z0-9._+-]", "_", ascii_name).lstrip(".") or "depth"
+    header = f'inline; filename="{ascii_name}"'
+    if ascii_name != file_name:
+        header += f"; filename*=UTF-8''{quote(file_name, safe='')}"
+    return header
 
 
 # ------------------------------------------------------------------------------- answers

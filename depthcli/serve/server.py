@@ -58,6 +58,7 @@ class _Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, on_stop: Callable[[str], None]) -> None:
         super().__init__(config)
         self._on_stop = on_stop
+        self.early: list[int] = []  # signals that came after "serving" was said, before this handling began
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -77,6 +78,8 @@ class _Server(uvicorn.Server):
                               "(Ctrl-C again to cut them off)")
 
         previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        for signum in self.early[:1]:  # asked to stop while starting: a graceful stop right away
+            handle(signum, None)
         try:
             yield
         finally:
@@ -84,11 +87,34 @@ class _Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-def run(app, sock: socket.socket, *, on_stop: Callable[[str], None]) -> bool:  # noqa: ANN001
+def run(app, sock: socket.socket, *, on_stop: Callable[[str], None],  # noqa: ANN001
+        on_ready: Callable[[], None] = lambda: None) -> bool:
     """Serve until a signal; True when every admitted request was answered (a graceful stop),
-    False when a second signal forced the end."""
+    False when a second signal forced the end. ``on_ready`` announces the server: from that call
+    on, a signal is the server's (a graceful stop, even before uvicorn's loop runs), never an
+    interrupt in the middle of the event loop's start-up."""
     config = uvicorn.Config(app, http="h11", loop="asyncio", lifespan="on", log_level="warning",
                             access_log=False, server_header=False, timeout_graceful_shutdown=None)
     server = _Server(config, on_stop)
-    server.run(sockets=[sock])
+    with _kept_for(server):
+        on_ready()
+        server.run(sockets=[sock])
     return not server.force_exit
+
+
+@contextlib.contextmanager
+def _kept_for(server: _Server) -> Iterator[None]:
+    """Signals before the server's own handling begins are kept for it (``_Server.early``)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def keep(signum: int, frame: object) -> None:
+        server.early.append(signum)
+
+    previous = {sig: signal.signal(sig, keep) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
