@@ -45,11 +45,15 @@ def _colormap_names() -> list[str]:
 @click.option("--side-by-side", is_flag=True, help="Write the input beside its depth (color/gray).")
 @click.option("--meta", "sidecar", is_flag=True,
               help="Also write the metadata as <stem>_depth.json beside each output (npy included).")
+@click.option("--sky-mask", is_flag=True,
+              help="Also write <stem>_sky.png, the sky the model found (255 = sky): models with a sky head "
+                   "(da3mono-large, da3metric-large).")
 @click.option("--focal", "focal_px", type=click.FloatRange(min=0, min_open=True), default=None, metavar="PX",
-              help="ply: focal length in pixels. Default: --fov, else the photo's EXIF focal length, "
-                   "else a 60 degree horizontal field of view.")
+              help="ply, and DA3METRIC's metres: focal length in pixels. Default: --fov, else the photo's EXIF "
+                   "focal length, else a 60 degree horizontal field of view.")
 @click.option("--fov", "fov_deg", type=click.FloatRange(0, 180, min_open=True, max_open=True), default=None,
-              metavar="DEG", help="ply: horizontal field of view in degrees (instead of --focal).")
+              metavar="DEG", help="ply, and DA3METRIC's metres: horizontal field of view in degrees (instead of "
+                                  "--focal).")
 @click.option("--depth-scale", type=float, default=None, metavar="A",
               help="ply from a relative model (whose output d is inverse depth up to an unknown scale "
                    "and shift): depth = 1 / (A * d + B); without it, ply refuses relative models. "
@@ -77,8 +81,8 @@ def _colormap_names() -> list[str]:
 @click.option("--ray-batch", type=click.IntRange(min=1), default=None, metavar="N",
               help="--ray: images per batch (default 4).")
 @with_handled_errors
-def image_command(inputs, recursive, list_file, output, fmt, colormap, invert, side_by_side, sidecar, focal_px,
-                  fov_deg, depth_scale, depth_shift, spec, max_pixels, skip_existing, stats_path,
+def image_command(inputs, recursive, list_file, output, fmt, colormap, invert, side_by_side, sidecar, sky_mask,
+                  focal_px, fov_deg, depth_scale, depth_shift, spec, max_pixels, skip_existing, stats_path,
                   quiet, server, token, ray_address, ray_actors, ray_batch) -> None:  # noqa: ANN001
     """Depth maps for images: files, folders (-r), quoted globs, --list, or - for stdin.
 
@@ -139,7 +143,7 @@ def image_command(inputs, recursive, list_file, output, fmt, colormap, invert, s
         raise click.UsageError(str(e)) from None
     opts = ImageOptions(fmt=fmt, colormap=colormap, invert=invert, side_by_side=side_by_side, max_pixels=limit,
                         sidecar=sidecar, focal_px=focal_px, fov_deg=fov_deg, depth_scale=depth_scale,
-                        depth_shift=depth_shift)
+                        depth_shift=depth_shift, sky_mask=sky_mask)
 
     from .report import Reporter
 
@@ -183,9 +187,11 @@ def _refuse_options_that_cannot_apply(fmt: str, output: str | None, server: str 
                                       ray_address: str | None) -> None:
     """Options given for a format or a way of running that this run does not use would silently
     do nothing: a usage error instead (exit 2), one line naming them."""
-    refuse_unused([f for f, name in (("--focal", "focal_px"), ("--fov", "fov_deg"), ("--depth-scale", "depth_scale"),
-                                     ("--depth-shift", "depth_shift")) if given(name) and fmt != "ply"],
-                  "to --format ply")
+    # --focal/--fov also serve a model whose metres come from the focal length (checked with the model)
+    refuse_unused([f for f, name in (("--depth-scale", "depth_scale"), ("--depth-shift", "depth_shift"))
+                   if given(name) and fmt != "ply"], "to --format ply")
+    if output == "-" and given("sky_mask"):
+        refuse_unused(["--sky-mask"], "to outputs written to files, not -o -")
     if fmt in ("npy", "exr", "ply"):
         refuse_unused(["--invert"] if given("invert") else [], "to the PNG formats (color, gray, gray16): "
                       f"{fmt} holds the raw depth")

@@ -166,7 +166,7 @@ class DepthWriter:
         import numpy as np
 
         from ..io.metadata import sidecar_bytes, sidecar_path
-        from ..jobs.image import finish, focal_for, infer, prepare
+        from ..jobs.image import finish, focal_for, infer, prepare, sky_path, sky_png
 
         image_bgr = np.frombuffer(row["pixels"], dtype=np.dtype(row["dtype"])).reshape(row["shape"])
         item = _item(row)
@@ -181,9 +181,15 @@ class DepthWriter:
             return prediction.stats.to_json(), data
         _write(dest, data)
         if self.opts.sidecar:
-            side = sidecar_path(Path(dest))
-            _write(storage.as_uri(side) if storage.is_object_uri(dest) else str(side), sidecar_bytes(meta))
+            _write(_beside(dest, sidecar_path(Path(dest))), sidecar_bytes(meta))
+        if self.opts.sky_mask:
+            _write(_beside(dest, sky_path(Path(dest))), sky_png(prediction, meta))
         return prediction.stats.to_json(), None
+
+
+def _beside(dest: str, path: Path) -> str:
+    """A file beside ``dest`` (a local path or an object-store URI), as ``path`` names it."""
+    return storage.as_uri(path) if storage.is_object_uri(dest) else str(path)
 
 
 def _write(dest: str, data: bytes) -> None:

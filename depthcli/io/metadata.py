@@ -41,14 +41,15 @@ def sidecar_bytes(meta: dict) -> bytes:
 
 
 # ------------------------------------------------------------------------------- our own outputs
-OUTPUT_NAME = re.compile(r"_depth\.(png|exr|npy|ply)\Z", re.IGNORECASE)  # <stem>_depth.<suffix>
+# <stem>_depth.<suffix>, and a sky mask <stem>_sky.png
+OUTPUT_NAME = re.compile(r"(_depth\.(png|exr|npy|ply)|_sky\.png)\Z", re.IGNORECASE)
 FRAMES_FOLDER_MARK = "_depth_frames"  # <stem>_depth_frames/ holds a video's --frames
 _HEADER_SCAN_BYTES = 1 << 20  # how far into a file its header is looked for (ours sits at the start)
 
 
 def named_like_output(path: str | Path) -> bool:
     """Whether a file's name follows depthcli's output rule: ``<stem>_depth.png|exr|npy|ply``,
-    or anything inside a ``<stem>_depth_frames/`` folder."""
+    a sky mask ``<stem>_sky.png``, or anything inside a ``<stem>_depth_frames/`` folder."""
     path = Path(path)
     return bool(OUTPUT_NAME.search(path.name)) or path.parent.name.endswith(FRAMES_FOLDER_MARK)
 

@@ -53,6 +53,7 @@ class ImageOptions:
     fov_deg: float | None = None  # ply: --fov (horizontal)
     depth_scale: float | None = None  # ply from a relative model: depth = 1 / (scale * d + shift)
     depth_shift: float = 0.0
+    sky_mask: bool = False  # --sky-mask: also <stem>_sky.png (models with a sky head)
 
 
 def check_options(opts: ImageOptions, traits) -> None:  # noqa: ANN001 - model.configs.Traits
@@ -70,6 +71,11 @@ def check_options(opts: ImageOptions, traits) -> None:  # noqa: ANN001 - model.c
             f"--format ply needs metric depth: this is a relative model ({traits.kind} up to an unknown "
             f"scale and shift); use a metric model (e.g. v2-metric-indoor-small) or give --depth-scale "
             f"(and --depth-shift) to convert: {convert}")
+    if opts.sky_mask and not traits.sky:
+        raise ImageUsageError("--sky-mask needs a model with a sky head (da3mono-large, da3metric-large)")
+    if (opts.focal_px is not None or opts.fov_deg is not None) and opts.fmt != "ply" and traits.focal_divisor is None:
+        raise ImageUsageError("--focal and --fov apply only to --format ply, or to a model whose metres come from "
+                              "the focal length (da3metric-large)")
     if traits.metric and (opts.depth_scale is not None or opts.depth_shift):
         raise ImageUsageError("--depth-scale/--depth-shift convert a relative model's output; "
                               "this metric model already gives metres")
@@ -299,6 +305,27 @@ def write_sidecar(meta: dict, dest: Path) -> None:
     write(sidecar_bytes(meta), sidecar_path(dest))
 
 
+def sky_path(dest: Path) -> Path:
+    """``a_depth.png`` -> ``a_sky.png``: the sky mask beside its depth output."""
+    stem = dest.stem[: -len("_depth")] if dest.stem.endswith("_depth") else dest.stem
+    return dest.with_name(f"{stem}_sky.png")
+
+
+def sky_png(prediction, meta: dict) -> bytes:  # noqa: ANN001 - Prediction
+    """``--sky-mask``: the sky as an 8-bit PNG (255 = sky, 0 = not), with the output's metadata
+    and how it was made; it goes to ``sky_path(dest)``."""
+    from ..io import writers
+    from ..io.metadata import add_png_text, to_json
+
+    mask = prediction.sky_mask()
+    png = writers.encode_png(np.where(mask, 255, 0).astype(np.uint8))
+    sky_meta = {**{k: v for k, v in meta.items() if k not in ("min", "max", "formula", "levels", "invert",
+                                                                "colormap", "precision_note")},
+                "format": "sky", "values": "255 = sky: the sky head's output >= 0.3, resized as the depth is "
+                                            "(those pixels' depth is the 0.99 quantile of the others')"}
+    return add_png_text(png, to_json(sky_meta))
+
+
 def finish(item: InputItem, image_bgr: np.ndarray, prediction, opts: ImageOptions,  # noqa: ANN001
            facts: dict | None = None, *, name: str | None = None) -> tuple[bytes, dict]:
     """One predicted image's output file (bytes) and its metadata: camera (ply), render, encode.
@@ -345,6 +372,8 @@ def run_images(jobs: Iterable[tuple[InputItem, Path | None]], predictor, opts: I
                     write(data, dest)
                     if opts.sidecar and dest is not None:
                         write_sidecar(meta, dest)
+                    if opts.sky_mask and dest is not None:
+                        write(sky_png(result, meta), sky_path(dest))
             except ImageJobError as e:
                 on_failed(item.label, str(e))
                 continue

@@ -22,7 +22,7 @@ import numpy as np
 from .backends import Backend, precision_name
 from .device import device_type
 from .memory import check_fits
-from .postprocess import finish
+from .postprocess import finish, upsample_bilinear
 from .preprocess import preprocess, processed_size
 from .stats import FrameStats, peak_memory, reset_peak_memory
 
@@ -45,6 +45,17 @@ class Prediction:
     depth_hw: np.ndarray  # float32, the image's own (h, w), raw model units (metres if metric)
     stats: FrameStats
     focal_px: float | None = None  # the photo's focal length its metres were scaled with (DA3METRIC)
+    sky_net_hw: np.ndarray | None = None  # the sky head's output at the network resolution (DA3 mono/metric)
+
+    def sky_mask(self) -> np.ndarray | None:
+        """(h, w) bool, True where the sky head says sky (output >= 0.3, the rule the depth's sky
+        fill uses), at the image's resolution (the output resized bilinearly, as the depth is);
+        None for a model without a sky head."""
+        if self.sky_net_hw is None:
+            return None
+        from ..model.depth_anything_3.postprocess import sky_mask
+
+        return sky_mask(upsample_bilinear(self.sky_net_hw, self.depth_hw.shape, align_corners=True))
 
 
 class DepthPredictor:
@@ -123,7 +134,15 @@ class DepthPredictor:
             name=p.name, input_hw=tuple(p.image_hw), processed_hw=tuple(p.input_bchw.shape[-2:]),
             infer_ms=(t2 - t1) * 1000 / n, total_ms=p.prepare_ms + (t3 - t0) * 1000 / n,
             peak_mem_mb=mem, mem_kind=kind, device=self.device, dtype=self.dtype,
-            backend=self.backend.name), p.focal_px) for p, depth_hw in zip(batch, depths, strict=True)]
+            backend=self.backend.name), p.focal_px, self._sky(outputs, i))
+            for i, (p, depth_hw) in enumerate(zip(batch, depths, strict=True))]
+
+    def _sky(self, outputs: dict[str, Any], index: int) -> np.ndarray | None:
+        """One image's sky output at the network resolution, on the host (small)."""
+        if "sky" not in outputs:
+            return None
+        sky = outputs["sky"][index]
+        return sky if isinstance(sky, np.ndarray) else sky.float().cpu().numpy()
 
     def _finish(self, outputs: dict[str, Any], index: int, prepared: Prepared) -> np.ndarray:
         """Sky, focal scaling and the upsample back: NumPy for outputs on the host, the device
