@@ -369,7 +369,7 @@ def run_video_job(job: Job) -> dict[str, Any]:
     import numpy as np
 
     from depthcli.io.render import to_color
-    from depthcli.io.video import VideoReader, VideoWriter
+    from depthcli.io.video.opencv import VideoReader, VideoWriter
     from depthcli.runtime.predictor import Prediction, Prepared
     from depthcli.runtime.streaming import stream_depth
 

@@ -245,8 +245,9 @@ def section_da3(args: argparse.Namespace, work: Path, lines: list[str], raw: dic
             theirs = run_worker({**common, "kind": "da3-original", "mode": original_mode,
                                  "snapshot": str(args.da3_snapshot)})
             raw[f"da3 {preset} {precision}"] = {"depthcli": ours, "original": theirs}
-            lines.append(f"| {preset} | {precision} (original: {original_mode}) | {theirs['ms']:.0f} | {ours['ms']:.0f} "
-                         f"| {theirs['ms'] / ours['ms']:.2f}x | {theirs['rss_mib']:.0f} | {ours['rss_mib']:.0f} |")
+            lines.append(f"| {preset} | {precision} (original: {original_mode}) | {theirs['ms']:.0f} "
+                         f"| {ours['ms']:.0f} | {theirs['ms'] / ours['ms']:.2f}x | {theirs['rss_mib']:.0f} "
+                         f"| {ours['rss_mib']:.0f} |")
 
 
 def section_vda_speed(args: argparse.Namespace, work: Path, lines: list[str], raw: dict, ckpt: Path,

@@ -20,11 +20,12 @@ import numpy as np
 import pytest
 from fuzz_cases import cmyk_jpeg, faststart, jpeg_segment, png_bomb
 
-from depthcli.io import images, inputs, render, video, window, writers
-from depthcli.io.camera import open_source
+from depthcli.io import images, inputs, render, window, writers
 from depthcli.io.images import IMAGE_EXTENSIONS, ImageReadError, read_image
 from depthcli.io.inputs import collect_inputs
-from depthcli.io.video import FrameDirWriter, VideoOpenError, VideoReader, VideoWriter
+from depthcli.io.video import opencv as video
+from depthcli.io.video.camera import open_source
+from depthcli.io.video.opencv import FrameDirWriter, VideoOpenError, VideoReader, VideoWriter
 from depthcli.io.writers import OutputError, atomic_path, encode_png, write_npy, write_png
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -296,7 +297,7 @@ def test_image_extensions() -> None:
 def test_io_layer_does_not_import_torch() -> None:
     code = (
         "import sys, depthcli.io.images, depthcli.io.inputs, depthcli.io.writers, depthcli.io.render,"
-        " depthcli.io.video, depthcli.io.camera, depthcli.io.window; print('torch' in sys.modules)"
+        " depthcli.io.video.opencv, depthcli.io.video.camera, depthcli.io.window; print('torch' in sys.modules)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
@@ -869,9 +870,9 @@ def test_reader_error_attributes_exist_for_callers(tmp_path: Path) -> None:
 def test_depthcli_outputs_are_told_by_name_and_header(tmp_path: Path) -> None:
     """#25 item 2: a file is depthcli's output when its name follows the output rule AND its
     header carries depthcli's metadata (an .npy, which has none, by its name)."""
-    from depthcli.io.exr import encode_exr
-    from depthcli.io.metadata import add_png_text, is_depthcli_output, to_json
-    from depthcli.io.ply import VERTEX, encode_ply
+    from depthcli.io.formats.exr import encode_exr
+    from depthcli.io.formats.metadata import add_png_text, is_depthcli_output, to_json
+    from depthcli.io.formats.ply import VERTEX, encode_ply
     from depthcli.io.writers import encode_png
 
     meta = {"depthcli": "0"}
@@ -897,7 +898,7 @@ def test_depthcli_outputs_are_told_by_name_and_header(tmp_path: Path) -> None:
 
 
 def test_folder_and_glob_inputs_leave_depthcli_outputs_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from depthcli.io.metadata import add_png_text, to_json
+    from depthcli.io.formats.metadata import add_png_text, to_json
     from depthcli.io.writers import encode_png
 
     monkeypatch.chdir(tmp_path)

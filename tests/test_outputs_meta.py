@@ -413,7 +413,7 @@ def test_webcam_snapshot_records_its_metadata(tmp_path: Path, tiny_ckpt: str, mo
     """The `s` key's snapshot (driven here without a window): the coloured depth PNG carries the
     metadata that reads it back, and the raw npy gets its json, as `depthcli image` writes them."""
     from depthcli.cli.webcam import _Session
-    from depthcli.io.camera import open_source
+    from depthcli.io.video.camera import open_source
     from depthcli.jobs.metadata import model_facts
     from depthcli.runtime.loading import build_predictor
     from depthcli.runtime.spec import PredictorSpec

@@ -140,7 +140,7 @@ def assert_ok(proc, code: int = 0) -> None:  # noqa: ANN001
 def test_reader_pixels_and_times_match_opencv(clips: Path) -> None:
     """The same pixels OpenCV decodes (the depth of a frame does not depend on the reader),
     and each frame's own timestamp."""
-    from depthcli.io.av_video import AvVideoReader
+    from depthcli.io.video.pyav import AvVideoReader
 
     cap, by_cv = cv2.VideoCapture(str(clips / "tone.mp4")), []
     while (got := cap.read())[0]:
@@ -156,7 +156,7 @@ def test_reader_pixels_and_times_match_opencv(clips: Path) -> None:
 
 
 def test_rotated_phone_video_is_turned_upright_like_opencv(tmp_path: Path) -> None:
-    from depthcli.io.av_video import AvVideoReader
+    from depthcli.io.video.pyav import AvVideoReader
 
     path = tmp_path / "rot.mp4"
     with av.open(str(path), "w") as c:
@@ -252,7 +252,7 @@ def test_odd_sizes_mp4v_and_codec_errors(tmp_path: Path, clips: Path, model_args
     assert (got["vcodec"], got["size"], len(got["times"])) == ("mpeg4", (W - 1, H - 1), 6)
     proc = video(clips / "odd.mp4", "--codec", "mp4v", "--crf", "20", *model_args)
     assert proc.returncode == 2 and "--crf applies to h264 and hevc" in proc.stderr
-    from depthcli.io.av_video import encoder_available
+    from depthcli.io.video.pyav import encoder_available
 
     proc = video(clips / "odd.mp4", "-o", tmp_path / "hevc", "--codec", "hevc", "--crf", "30", "--side-by-side",
                  *model_args)
@@ -302,7 +302,7 @@ def test_image_sequences_in_and_frames_out(tmp_path: Path, model_args: list[str]
 
 def test_exr_frames_are_read_as_srgb_at_16_bits(tmp_path: Path) -> None:
     openexr = pytest.importorskip("OpenEXR")
-    from depthcli.io.sequence import SequenceReader
+    from depthcli.io.video.sequence import SequenceReader
 
     linear = np.zeros((H, W, 3), np.float32)
     linear[..., 0], linear[..., 1], linear[..., 2] = 0.5, 0.0, 2.0  # R, G, B; 2.0 is over white

@@ -32,7 +32,7 @@ def info_command(files, as_json) -> None:  # noqa: ANN001
       depthcli info out/photo_depth.png
       depthcli info --json out/*_depth.exr | jq .min
     """
-    from ..io.metadata import MetadataError, read_metadata
+    from ..io.formats.metadata import MetadataError, read_metadata
 
     failed = 0
     for i, name in enumerate(files):

@@ -84,10 +84,10 @@ def video_command(inputs, output, fmt, colormap, invert, side_by_side, normalize
     _refuse_options_that_cannot_apply(fmt, no_video)
     if output and Path(output).exists() and not Path(output).is_dir():
         raise click.UsageError(f"-o {output}: exists and is not a folder")
-    from ..io.sequence import is_sequence, parse_rate
+    from ..io.video.sequence import is_sequence, parse_rate
 
     if not no_video:
-        from ..io.av_video import codec_problem
+        from ..io.video.pyav import codec_problem
 
         problem = codec_problem(codec, crf)
         if problem:
@@ -184,7 +184,7 @@ def _refuse_options_that_cannot_apply(fmt: str, no_video: bool) -> None:
 def _check_fps_applies(inputs: tuple[str, ...], missing: list[str], quiet: bool) -> None:
     """--fps times image sequences; a video keeps its own timing. Refused when no input is a
     sequence, said once when only some are."""
-    from ..io.sequence import is_sequence
+    from ..io.video.sequence import is_sequence
 
     videos = [p for p in inputs if p not in missing and not is_sequence(p)]
     if videos and len(videos) == len(inputs) - len(missing):

@@ -40,9 +40,9 @@ def webcam_command(camera, source, no_window, record_path, snapshot_dir, colorma
     Keys: q/Esc quit, space pause, s snapshot (input, depth PNG, raw npy + json),
           c cycle colormaps, r start/stop recording.
     """
-    from ..io.camera import open_source
     from ..io.render import COLORMAPS
-    from ..io.video import VideoOpenError, is_url
+    from ..io.video.camera import open_source
+    from ..io.video.opencv import VideoOpenError, is_url
 
     if camera is not None and source is not None:
         raise click.UsageError("give --camera or --source, not both")
@@ -195,7 +195,7 @@ class _Session:
         """The newest frame as ``depthcli_<time>_input.png``, ``_depth.png`` (coloured, with the
         metadata that reads it back, as ``depthcli image`` writes it) and ``_depth.npy`` (raw)
         with its ``_depth.json``."""
-        from ..io.metadata import sidecar_bytes, sidecar_path
+        from ..io.formats.metadata import sidecar_bytes, sidecar_path
         from ..io.writers import signals_held, write_bytes, write_npy, write_png
         from ..jobs.image import ImageOptions, encode, metadata, render
 
@@ -217,8 +217,8 @@ class _Session:
         click.echo(f"depthcli: snapshot {stem}_{{input,depth}}.png + _depth.npy (+ .json)", err=True)
 
     def _toggle_recording(self) -> None:
-        from ..io.av_video import CONTAINERS, AvVideoWriter
-        from ..io.video import VideoWriter
+        from ..io.video.opencv import VideoWriter
+        from ..io.video.pyav import CONTAINERS, AvVideoWriter
         from ..io.writers import signals_held
 
         if self.recorder is not None:

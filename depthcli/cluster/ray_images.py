@@ -165,7 +165,7 @@ class DepthWriter:
     def _one(self, row: dict) -> tuple[str, bytes | None]:
         import numpy as np
 
-        from ..io.metadata import sidecar_bytes, sidecar_path
+        from ..io.formats.metadata import sidecar_bytes, sidecar_path
         from ..jobs.image import finish, focal_for, infer, prepare, sky_path, sky_png
 
         image_bgr = np.frombuffer(row["pixels"], dtype=np.dtype(row["dtype"])).reshape(row["shape"])

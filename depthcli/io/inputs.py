@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from .formats.metadata import is_depthcli_output
 from .images import IMAGE_EXTENSIONS
-from .metadata import is_depthcli_output
 
 STDIN_LABEL = "<stdin>"
 _GLOB_CHARS = frozenset("*?[")

@@ -175,7 +175,7 @@ def focal_for(predictor, item: InputItem, image_hw: tuple[int, int], opts: Image
 
 def camera_for(item: InputItem, image_hw: tuple[int, int], opts: ImageOptions):  # noqa: ANN201 - Camera
     """The pinhole camera of a ``ply`` output: --focal, --fov, the input's EXIF, or the default."""
-    from ..io.intrinsics import exif_focal_px, pinhole_camera
+    from ..io.formats.intrinsics import exif_focal_px, pinhole_camera
 
     h, w = image_hw
     exif = None
@@ -211,8 +211,8 @@ def render(image_bgr: np.ndarray, depth_hw: np.ndarray, opts: ImageOptions, came
     if opts.fmt in ("npy", "exr"):
         return depth_hw
     if opts.fmt == "ply":
-        from ..io.intrinsics import pinhole_camera
-        from ..io.ply import point_cloud
+        from ..io.formats.intrinsics import pinhole_camera
+        from ..io.formats.ply import point_cloud
 
         h, w = depth_hw.shape
         cam = camera or pinhole_camera(h, w, focal_px=opts.focal_px, fov_deg=opts.fov_deg)
@@ -267,11 +267,11 @@ def encode(array: np.ndarray, opts: ImageOptions, meta: dict | None = None) -> b
         np.save(buf, np.asarray(array), allow_pickle=False)
         return buf.getvalue()
     if opts.fmt == "exr":
-        from ..io.exr import encode_exr
+        from ..io.formats.exr import encode_exr
 
         return encode_exr(array, meta)
     if opts.fmt == "ply":
-        from ..io.ply import encode_ply
+        from ..io.formats.ply import encode_ply
 
         return encode_ply(array, meta)
     try:
@@ -280,7 +280,7 @@ def encode(array: np.ndarray, opts: ImageOptions, meta: dict | None = None) -> b
         raise ImageJobError(str(e)) from e
     if meta is None:
         return png
-    from ..io.metadata import add_png_text, to_json
+    from ..io.formats.metadata import add_png_text, to_json
 
     return add_png_text(png, to_json(meta))
 
@@ -300,7 +300,7 @@ def write(data: bytes, dest: Path | None) -> None:
 
 def write_sidecar(meta: dict, dest: Path) -> None:
     """``--meta``: the metadata as ``<stem>_depth.json`` beside ``dest``, atomically."""
-    from ..io.metadata import sidecar_bytes, sidecar_path
+    from ..io.formats.metadata import sidecar_bytes, sidecar_path
 
     write(sidecar_bytes(meta), sidecar_path(dest))
 
@@ -315,7 +315,7 @@ def sky_png(prediction, meta: dict) -> bytes:  # noqa: ANN001 - Prediction
     """``--sky-mask``: the sky as an 8-bit PNG (255 = sky, 0 = not), with the output's metadata
     and how it was made; it goes to ``sky_path(dest)``."""
     from ..io import writers
-    from ..io.metadata import add_png_text, to_json
+    from ..io.formats.metadata import add_png_text, to_json
 
     mask = prediction.sky_mask()
     png = writers.encode_png(np.where(mask, 255, 0).astype(np.uint8))

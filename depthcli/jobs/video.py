@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 
 from ..io import render as r
-from ..io.av_video import AvVideoWriter, as_rate
+from ..io.formats.metadata import sidecar_bytes
 from ..io.inputs import is_object_uri
-from ..io.metadata import sidecar_bytes
-from ..io.sequence import is_sequence, sequence_output
-from ..io.video import FrameDirWriter, VideoOpenError, open_video
+from ..io.video.opencv import FrameDirWriter, VideoOpenError, open_video
+from ..io.video.pyav import AvVideoWriter, as_rate
+from ..io.video.sequence import is_sequence, sequence_output
 from ..io.writers import OutputError, signals_held, write_bytes
 from ..runtime.streaming import stream_depth
 from . import naming
@@ -49,8 +49,8 @@ class VideoOptions:
     end: str | None = None
     stride: int = 1
     max_frames: int | None = None
-    codec: str = "h264"  # h264 | hevc | mp4v (io.av_video.CODECS)
-    crf: int | None = None  # None: io.av_video.DEFAULT_CRF
+    codec: str = "h264"  # h264 | hevc | mp4v (io.video.pyav.CODECS)
+    crf: int | None = None  # None: io.video.pyav.DEFAULT_CRF
     audio: bool = True  # carry the source's sound over (copied, or re-encoded as AAC)
     fps: str | None = None  # image sequences only: their frame rate (default 24)
     temporal: str | None = None  # clip models: window | stream; None: window for files, stream for live sources
@@ -59,7 +59,7 @@ class VideoOptions:
 
 def output_place(path: str, output: str | None) -> tuple[Path, naming.NameSource]:
     """The folder a video's outputs go to and what they are named after: a file's stem, beside it
-    or in ``output``; an image sequence's name (``io.sequence.sequence_output``); a stream's
+    or in ``output``; an image sequence's name (``io.video.sequence.sequence_output``); a stream's
     address, made a name (``rtsp://cam/1`` -> ``rtsp_cam_1``), in ``output`` or here."""
     src = Path(path)
     if is_sequence(path):  # a folder, frame_%05d.png or a glob: outputs named after it
@@ -250,7 +250,7 @@ def run_video(path: str, predictor, opts: VideoOptions, *, new_reporter: Callabl
     record = VideoRecord(facts, opts, src.name if src.exists() else path, fps, (h, w))
     temporal = None
     if predictor.traits.temporal:
-        from ..io.video import is_url
+        from ..io.video.opencv import is_url
 
         temporal = record.temporal = opts.temporal or ("stream" if is_url(path) else "window")
     time_of = getattr(reader, "time_of", None)  # each frame's source timestamp (PyAV, sequences)

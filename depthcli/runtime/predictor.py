@@ -26,7 +26,7 @@ from .postprocess import finish, upsample_bilinear
 from .preprocess import preprocess, processed_size
 from .stats import FrameStats, peak_memory, reset_peak_memory
 
-DEFAULT_FOV_DEG = 60.0  # io.intrinsics.DEFAULT_FOV_DEG: the camera of a focal-scaled metric model by default
+DEFAULT_FOV_DEG = 60.0  # io.formats.intrinsics.DEFAULT_FOV_DEG: the camera of a focal-scaled metric model by default
 
 
 @dataclass

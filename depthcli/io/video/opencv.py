@@ -1,8 +1,8 @@
 """Video in and out through OpenCV's FFmpeg backend, with one-line errors and atomic output.
 
 Cameras and network streams are read here (``depthcli webcam``, URL inputs); video files, with
-their timestamps and sound, go through PyAV (``io.av_video``), image sequences through
-``io.sequence``. ``open_video`` picks the reader for what ``depthcli video`` is given.
+their timestamps and sound, go through PyAV (``io.video.pyav``), image sequences through
+``io.video.sequence``. ``open_video`` picks the reader for what ``depthcli video`` is given.
 
 OpenCV 5.0 facts this relies on (checked empirically): ``VideoCapture`` gives no error on a
 failed read, so "end of file" and "decode error" look the same, and the container's frame
@@ -23,9 +23,9 @@ from types import TracebackType
 import cv2
 import numpy as np
 
-from . import images  # noqa: F401 - importing it silences OpenCV/FFmpeg logging
-from .render import to_bgr8, to_gray16
-from .writers import (
+from .. import images  # noqa: F401 - importing it silences OpenCV/FFmpeg logging
+from ..render import to_bgr8, to_gray16
+from ..writers import (
     OutputError,
     commit_video,
     encode_png,
@@ -305,7 +305,7 @@ class VideoWriter:
 class FrameDirWriter:
     """Per-frame outputs ``<dir>/<stem>_000123.png`` (16-bit gray), ``.npy`` or ``.exr`` (float32
     depth), each written atomically so an interrupted run leaves only complete frames; ``meta``
-    (a dict) goes into the PNG's text chunk or the EXR's header (``io.metadata``)."""
+    (a dict) goes into the PNG's text chunk or the EXR's header (``io.formats.metadata``)."""
 
     KINDS = ("png", "npy", "exr")
 
@@ -326,14 +326,14 @@ class FrameDirWriter:
     ) -> Path:
         """Float depth becomes 16-bit PNG (min-max, or ``value_range``), float32 .npy or .exr;
         already-rendered uint8/uint16 arrays go into a PNG unchanged."""
-        from .metadata import add_png_text, to_json
+        from ..formats.metadata import add_png_text, to_json
 
         path = self.path_for(index)
         depth = np.asarray(depth)
         if self.kind == "npy":
             write_npy(path, depth.astype(np.float32, copy=False))
         elif self.kind == "exr":
-            from .exr import encode_exr
+            from ..formats.exr import encode_exr
 
             write_bytes(path, encode_exr(depth, meta))
         else:
@@ -345,8 +345,8 @@ class FrameDirWriter:
 
 def open_video(source: str | Path, *, fps: object = None):  # noqa: ANN201 - one of three readers
     """The reader for what ``depthcli video`` is given, all with one interface: a file through
-    PyAV (``io.av_video``: exact timestamps, the sound track, more codecs), an image sequence
-    (a folder, ``frame_%05d.png`` or a glob; ``io.sequence``, at ``fps``, default 24) or a
+    PyAV (``io.video.pyav``: exact timestamps, the sound track, more codecs), an image sequence
+    (a folder, ``frame_%05d.png`` or a glob; ``io.video.sequence``, at ``fps``, default 24) or a
     stream URL through OpenCV. Raises ``VideoOpenError`` (one line)."""
     text = str(source)
     if is_url(text):
@@ -357,6 +357,6 @@ def open_video(source: str | Path, *, fps: object = None):  # noqa: ANN201 - one
         from .sequence import SequenceReader
 
         return SequenceReader(text, fps)
-    from .av_video import AvVideoReader
+    from .pyav import AvVideoReader
 
     return AvVideoReader(text)

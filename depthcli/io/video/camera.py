@@ -10,7 +10,7 @@ from pathlib import Path
 
 import cv2
 
-from .video import VideoOpenError, VideoReader, _capture
+from .opencv import VideoOpenError, VideoReader, _capture
 
 
 def open_source(camera: int | None = None, source: str | Path | None = None) -> VideoReader:

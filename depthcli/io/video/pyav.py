@@ -7,12 +7,12 @@ timestamps, so a variable-frame-rate clip drifts out of time. With PyAV:
 - the output is H.264 (yuv420p, MP4 with the index at the front) by default, HEVC or ``mp4v``
   on request; every frame keeps the *source's* timestamp (same time base, shifted so the output
   starts at 0), so frame count, rate and timing match exactly, VFR included;
-- the source's sound is carried over (``io.audio``);
+- the source's sound is carried over (``io.video.audio``);
 - the reader exposes each frame's timestamp, the decoded pixels are those OpenCV gives (same
   FFmpeg conversion; checked by the tests), and phone videos are turned upright as OpenCV does.
 
-OpenCV stays for cameras and network streams (``io.video``), where its capture API serves
-better. Failures keep ``io.video``'s contract: ``VideoOpenError`` with one line, a decode error
+OpenCV stays for cameras and network streams (``io.video.opencv``), where its capture API serves
+better. Failures keep ``io.video.opencv``'s contract: ``VideoOpenError`` with one line, a decode error
 midway ends iteration and sets ``truncated``/``error``, and the writer's output appears only
 once complete (temporary file, renamed by ``close()``), finalised on every exit.
 """
@@ -32,10 +32,10 @@ import av
 import cv2
 import numpy as np
 
+from ..render import to_bgr8
+from ..writers import OutputError, commit_video, ensure_parent, temp_path_for
 from .audio import AudioError, AudioMuxer, AudioTrack, find_audio
-from .render import to_bgr8
-from .video import DEFAULT_FPS, VideoOpenError, decode_error, ended_short
-from .writers import OutputError, commit_video, ensure_parent, temp_path_for
+from .opencv import DEFAULT_FPS, VideoOpenError, decode_error, ended_short
 
 CANNOT_OPEN = "cannot open: not a video, an unsupported codec, or a truncated file"
 NO_FRAME = "no frame could be decoded"

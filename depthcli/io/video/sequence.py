@@ -2,7 +2,7 @@
 pattern) or ``'shots/*.png'`` (a quoted glob), frames in natural order (``f2`` before ``f10``).
 
 VFX and compositing tools exchange frames, not clips, so ``depthcli video`` takes them as input
-with the interface of the video readers (``io.video`` / ``io.av_video``): the same pipeline,
+with the interface of the video readers (``io.video.opencv`` / ``io.video.pyav``): the same pipeline,
 outputs and error contract. Frames are decoded like ``depthcli image`` decodes files
 (``io.images.read_image``: same pixels, 16-bit kept), so a frame's depth is the depth the image
 command gives for it. OpenEXR frames (scene-linear float) are read with the ``openexr`` package
@@ -20,9 +20,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .images import IMAGE_EXTENSIONS, ImageReadError, read_image
-from .metadata import is_depthcli_output
-from .video import VideoOpenError
+from ..formats.metadata import is_depthcli_output
+from ..images import IMAGE_EXTENSIONS, ImageReadError, read_image
+from .opencv import VideoOpenError
 
 DEFAULT_SEQUENCE_FPS = Fraction(24)
 _GLOB_CHARS = frozenset("*?[")
