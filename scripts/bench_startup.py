@@ -52,7 +52,7 @@ t1 = time.perf_counter()
 spec = PredictorSpec(model=sys.argv[1], size=int(sys.argv[3]) if sys.argv[3] != "default" else None)
 predictor = build_predictor(spec)
 t2 = time.perf_counter()
-items, _ = collect_inputs([sys.argv[2]], recursive=False, list_file=None, stdin=None)
+items = collect_inputs([sys.argv[2]], recursive=False, list_file=None, stdin=None)[0]
 opts = job.ImageOptions(fmt="npy")
 image_bgr = job.decode(items[0], opts)
 prepared = job.prepare(predictor, image_bgr, "photo")

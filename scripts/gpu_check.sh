@@ -61,7 +61,7 @@ with open(res / "video.txt", "w") as log:
         p = subprocess.run([sys.executable, "-m", "depthcli", "video", str(clip), "--model", str(weights),
                             "--model-version", "2", "--device", "cuda", "--fp16", "--batch", batch,
                             "-o", "/tmp/video-out"], capture_output=True, text=True, timeout=45)
-        last = [l for l in p.stderr.splitlines() if "end-to-end" in l]
+        last = [l for l in p.stderr.splitlines() if "end to end" in l]  # the summary line
         line = f"batch {batch}: rc {p.returncode}: {last[-1] if last else p.stderr.strip()[-300:]}"
         print(line)
         log.write(line + "\n")
