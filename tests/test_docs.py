@@ -40,6 +40,7 @@ CANNOT_RUN_HERE = [
     (r"--server\b", "needs a running depthcli serve (tests/test_serve.py, the --server client)"),
     (r"^depthcli webcam\b", "needs a camera and a display (tests/test_cli_video.py: a file source, Xvfb)"),
     (r"\b(s3|gs)://", "needs an object store (tests/test_cluster.py runs one locally)"),
+    (r"\b(rtsp|rtmp|https?)://", "needs a live stream (tests/test_cli_vda.py streams a file through webcam --source)"),
     (r"^depthcli download\b", "downloads from huggingface.co (tests/test_hub.py runs a local hub)"),
     (r"--device (cuda|mps)\b|--fp16\b", "needs a GPU (tests/test_cuda.py, scripts/gpu_check.sh)"),
 ]
@@ -129,10 +130,33 @@ def stand_ins(tmp_path_factory: pytest.TempPathFactory, tiny_ckpt: str) -> dict[
     """Registry names the examples use -> tiny checkpoints of the same kind (relative, metric)."""
     from depthcli.model import build_model, read_checkpoint, save_safetensors
 
-    metric = tmp_path_factory.mktemp("docs-models") / "tiny-metric.safetensors"
+    folder = tmp_path_factory.mktemp("docs-models")
+    metric = folder / "tiny-metric.safetensors"
     save_safetensors(build_model(read_checkpoint(tiny_ckpt, max_depth=20.0)), metric)
+    da3_metric, vda = folder / "tiny-da3metric.safetensors", folder / "tiny-vda.safetensors"
+    save_safetensors(_tiny_random("da3"), da3_metric)
+    save_safetensors(_tiny_random("vda"), vda)
     return {"v2-small": tiny_ckpt, "v2-base": tiny_ckpt, "v2-metric-indoor-small": str(metric),
-            "v2-metric-outdoor-small": str(metric)}
+            "v2-metric-outdoor-small": str(metric), "da3metric-large": str(da3_metric), "vda-small": str(vda)}
+
+
+def _tiny_random(family: str):  # noqa: ANN202 - a torch module
+    """A tiny random network of the family (the examples only need it to run, not to be right):
+    DA3METRIC's architecture (sky head, metres from the focal length), or Video Depth Anything."""
+    from dataclasses import replace
+
+    import torch
+    from da3_reference import tiny_config
+
+    from depthcli.model.configs import EncoderConfig
+    from depthcli.model.depth_anything_3.model import DepthAnything3
+    from depthcli.model.video_depth_anything.config import VDAConfig
+    from depthcli.model.video_depth_anything.model import VideoDepthAnything
+
+    torch.manual_seed(0)
+    if family == "da3":
+        return DepthAnything3(replace(tiny_config("sky"), preset="tiny-metric", metric=True)).eval()
+    return VideoDepthAnything(VDAConfig(EncoderConfig("tiny", 64, 4, 2, 32, (16, 32, 64, 64), (0, 1, 2, 3)))).eval()
 
 
 def _env(tiny_ckpt: str) -> dict[str, str]:
