@@ -45,10 +45,10 @@ def _colormap_names() -> list[str]:
 @click.option("--meta", "sidecar", is_flag=True,
               help="Also write the metadata as <stem>_depth.json beside each output (npy included).")
 @click.option("--focal", "focal_px", type=click.FloatRange(min=0, min_open=True), default=None, metavar="PX",
-              help="ply: focal length in pixels. Default: --fov, else the photo's EXIF focal length, "
-                   "else a 60 degree horizontal field of view.")
+              help="ply, and the metres of focal-scaled metric models (da3metric-*): focal length in pixels. "
+                   "Default: --fov, else the photo's EXIF focal length, else a 60 degree horizontal field of view.")
 @click.option("--fov", "fov_deg", type=click.FloatRange(0, 180, min_open=True, max_open=True), default=None,
-              metavar="DEG", help="ply: horizontal field of view in degrees (instead of --focal).")
+              metavar="DEG", help="ply and da3metric-*: horizontal field of view in degrees (instead of --focal).")
 @click.option("--depth-scale", type=float, default=None, metavar="A",
               help="ply from a relative model (whose output d is inverse depth up to an unknown scale "
                    "and shift): depth = 1 / (A * d + B); without it, ply refuses relative models. "
@@ -104,8 +104,10 @@ def image_command(inputs, recursive, list_file, output, fmt, colormap, invert, s
         raise click.UsageError("--side-by-side needs --format color or gray")
     if focal_px is not None and fov_deg is not None:
         raise click.UsageError("give --focal or --fov, not both")
-    ply_only = [name for name, value in (("--focal", focal_px), ("--fov", fov_deg), ("--depth-scale", depth_scale),
-                                         ("--depth-shift", depth_shift or None)) if value is not None]
+    # --focal/--fov also set a DA3METRIC model's metres (any format): jobs.image.check_options
+    # refuses them once the model is known
+    ply_only = [name for name, value in (("--depth-scale", depth_scale), ("--depth-shift", depth_shift or None))
+                if value is not None]
     if ply_only and fmt != "ply":
         raise click.UsageError(f"{', '.join(ply_only)} only apply to --format ply")
     if depth_shift and depth_scale is None:
