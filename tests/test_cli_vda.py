@@ -50,7 +50,7 @@ RELATIVE_CLIPS = {  # name: (frames, height, width, seed)
     "wide26": (26, 40, 128, 8),  # ultra-wide (3.2:1): the original's smaller size
 }
 METRIC_CLIPS = {"metric50": (50, 48, 64, 9), "metricwide26": (26, 40, 128, 10)}
-STREAM_CLIP = ("stream50", (50, 48, 64, 11))  # more frames than the 32 a stream's cache holds
+STREAM_CLIP = ("stream50", (50, 48, 64, 11))  # more frames than the cache holds (42: StreamCache)
 
 
 @pytest.fixture(scope="module", autouse=True)
