@@ -205,6 +205,20 @@ def write_image(path: Path, h: int = 48, w: int = 64, seed: int = 0, kind: str =
     return img
 
 
+def jpeg_with_focal_35mm(img: np.ndarray, focal_35mm: int) -> bytes:
+    """A JPEG with a minimal big-endian EXIF: IFD0 -> Exif IFD with FocalLengthIn35mmFilm (SHORT)
+    and FocalLength (RATIONAL, 4.25 mm, which must lose to the 35 mm value)."""
+    jpeg = cv2.imencode(".jpg", img)[1].tobytes()
+    exif_ifd_at, rational_at = 26, 26 + 2 + 2 * 12 + 4
+    ifd0 = struct.pack(">H", 1) + struct.pack(">HHII", 0x8769, 4, 1, exif_ifd_at) + struct.pack(">I", 0)
+    exif = (struct.pack(">H", 2) + struct.pack(">HHIHH", 0xA405, 3, 1, focal_35mm, 0)
+            + struct.pack(">HHII", 0x920A, 5, 1, rational_at) + struct.pack(">I", 0))
+    tiff = b"MM\x00\x2a" + struct.pack(">I", 8) + ifd0 + exif + struct.pack(">II", 425, 100)
+    assert len(b"MM\x00\x2a" + struct.pack(">I", 8) + ifd0) == exif_ifd_at and len(tiff) == rational_at + 8
+    payload = b"Exif\0\0" + tiff
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:]
+
+
 # ----------------------------------------------------------------------------------- videos
 def video_frame(i: int, size: tuple[int, int] = (96, 64)) -> np.ndarray:
     """Frame ``i`` of a test clip: a drifting gradient and a moving disc."""

@@ -11,6 +11,13 @@ absent. Nothing of the original is copied into depthcli: it is only run here.
 ``randomize`` / ``calibrate`` give seeded weights that exercise every part (non-zero biases,
 layer scales and norms away from their initial values, a camera token, depth logits in a useful
 range and about a quarter of the pixels sky), as the parity harness does.
+
+Shared by tests/test_da3.py (the network) and tests/test_cli_da3.py (the installed tool):
+``tiny_pair`` (a small original network and depthcli's with the same weights), ``RealPresets``
+(the four presets at their published sizes, as Hub folders) and ``original_pipeline`` (what
+``shared/parity/check_da3.py`` takes as the truth for one photo: InputProcessor
+"upper_bound_resize" -> the network with its sky fill -> metres for DA3METRIC -> bilinear,
+``align_corners=True``, to the photo's size).
 """
 from __future__ import annotations
 
@@ -26,11 +33,14 @@ import sys
 import tarfile
 import tempfile
 import types
+from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 SNAPSHOT_CANDIDATES = [
     os.environ.get("DEPTHCLI_DA3_SNAPSHOT", ""),
@@ -74,9 +84,12 @@ def _placeholder(attr: str) -> type:
     return type(attr, (), {})
 
 
-def _torchvision_shim() -> None:
+def _torchvision_shim() -> list[str]:
+    """Stand-ins for the torchvision transforms the original imports; returns the module names it
+    added, which ``original_da3`` removes once the original is imported (a later ``import
+    transformers`` in the same session must not find a fake torchvision)."""
     if "torchvision" in sys.modules:
-        return
+        return []
     tv, tr = types.ModuleType("torchvision"), types.ModuleType("torchvision.transforms")
 
     class ToTensor:
@@ -108,6 +121,7 @@ def _torchvision_shim() -> None:
     tr.ToTensor, tr.Normalize, tr.Compose, tr.CenterCrop = ToTensor, Normalize, Compose, CenterCrop
     tv.transforms = tr
     sys.modules["torchvision"], sys.modules["torchvision.transforms"] = tv, tr
+    return ["torchvision", "torchvision.transforms"]
 
 
 def original_da3() -> types.ModuleType:
@@ -129,15 +143,19 @@ def original_da3() -> types.ModuleType:
     export.export = lambda *a, **k: None
     sys.modules["depth_anything_3.utils.export"] = export
     sys.meta_path.insert(0, _EmptyModules())
-    _torchvision_shim()
+    shims = _torchvision_shim()
     import logging
     import warnings
 
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
-            contextlib.redirect_stderr(io.StringIO()):
-        warnings.simplefilter("ignore")
-        import depth_anything_3.api as api
-        import depth_anything_3.utils.alignment as alignment
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            import depth_anything_3.api as api
+            import depth_anything_3.utils.alignment as alignment
+    finally:
+        for name in shims:  # the original holds its references; the session must not see the fakes
+            sys.modules.pop(name, None)
     logging.getLogger("dinov2").setLevel(logging.ERROR)
     with contextlib.suppress(Exception):
         from depth_anything_3.utils.logger import logger
@@ -269,8 +287,9 @@ TINY_DEPTH = {"alternating": 6, "sky": 4}
 TINY_TAPS = {"alternating": (1, 3, 4, 5), "sky": (0, 1, 2, 3)}
 
 
-def tiny_config(kind: str):  # noqa: ANN201 - DA3Config
-    """depthcli's config for ``tiny_original(kind)``: a preset with the sizes changed."""
+def tiny_config(kind: str, *, metric: bool = False):  # noqa: ANN201 - DA3Config
+    """depthcli's config for ``tiny_original(kind)``: a preset with the sizes changed. ``metric``
+    (``sky`` only): DA3METRIC's variant, the same network whose output is scaled to metres."""
     from depthcli.model.configs import EncoderConfig
     from depthcli.model.depth_anything_3.config import variant
 
@@ -278,6 +297,114 @@ def tiny_config(kind: str):  # noqa: ANN201 - DA3Config
     encoder = EncoderConfig(f"tiny-{kind}", TINY_WIDTH, TINY_DEPTH[kind], TINY_HEADS, TINY_FEATURES,
                             TINY_CHANNELS, taps)
     if kind == "alternating":
+        assert not metric, "the alternating presets (DA3-SMALL/BASE) are relative"
         return variant("da3-small", preset="tiny-alternating", encoder=encoder, taps=taps, alternate_from=2,
                        qk_norm_from=2, rope_from=2)
+    if metric:
+        return variant("da3metric-large", preset="tiny-sky-metric", encoder=encoder, taps=taps)
     return variant("da3mono-large", preset="tiny-sky", encoder=encoder, taps=taps)
+
+
+def random_image(shape: tuple[int, int], seed: int, batch: int = 2, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A seeded (batch, 3, H, W) stand-in for a normalised image."""
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(batch, 3, *shape, generator=g) * 0.8).to(dtype)
+
+
+def tiny_pair(kind: str, seed: int, calibration_bchw: torch.Tensor, *, metric: bool = False):  # noqa: ANN201
+    """(the original's tiny network, depthcli's ``DepthAnything3`` with the same weights), seeded,
+    perturbed and calibrated on ``calibration_bchw`` (depth logits in range, about a fifth to a
+    quarter of it sky)."""
+    from depthcli.model.depth_anything_3 import checkpoint as da3_checkpoint
+    from depthcli.model.depth_anything_3.model import DepthAnything3
+
+    torch.manual_seed(seed)
+    net = tiny_original(kind)
+    randomize(net, seed)
+    calibrate(net, calibration_bchw)
+    ours = DepthAnything3(tiny_config(kind, metric=metric)).eval()
+    wrapper_state = {f"model.{k}": v for k, v in net.state_dict().items()}  # as DepthAnything3 holds it
+    ours.load_state_dict(da3_checkpoint.to_depthcli_names(wrapper_state), strict=True)
+    return net, ours
+
+
+# ----------------------------------------------------------------------------------- real presets
+class RealPresets:
+    """The four presets at their published sizes, seeded and perturbed, built on first use and
+    written as their Hub folders under ``root`` (the ViT-L file is 1.3 GB: prefer a memory-backed
+    folder). DA3MONO-LARGE and DA3METRIC-LARGE have the same architecture: one network, one
+    weight file (hard-linked into both folders)."""
+
+    CALIBRATION_SHAPE = (28, 42)
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.nets: dict[str, torch.nn.Module] = {}
+
+    def get(self, preset: str) -> tuple[torch.nn.Module, Path]:
+        """(the original's ``DepthAnything3Net``, its Hub folder)."""
+        built = "da3mono-large" if preset in ("da3mono-large", "da3metric-large") else preset
+        folder = self.root / preset
+        if built not in self.nets:
+            seed = sum(map(ord, built))
+            torch.manual_seed(seed)
+            wrapper = original_da3().api.DepthAnything3(model_name=built).eval()
+            randomize(wrapper, seed)
+            calibrate(wrapper.model, random_image(self.CALIBRATION_SHAPE, seed=1, batch=1))
+            save_hub_folder(wrapper, self.root / built, built)
+            self.nets[built] = wrapper.model
+        if not folder.exists():  # the metric folder: same weights, its own config.json
+            folder.mkdir()
+            os.link(self.root / built / "model.safetensors", folder / "model.safetensors")
+            (folder / "config.json").write_text(json.dumps({"model_name": preset}))
+        return self.nets[built], folder
+
+
+# ----------------------------------------------------------------------------------- the original pipeline
+FOCAL_DIVISOR = 300.0  # DA3METRIC: metres = output * focal_px (at the network input) / 300
+SKY_THRESHOLD = 0.3  # the original's compute_sky_mask: non-sky = score < 0.3
+
+
+def network_input(photo_bgr: np.ndarray, size: int) -> torch.Tensor:
+    """The original's ``InputProcessor(process_res=size, "upper_bound_resize")`` of one photo (read
+    as OpenCV reads it, BGR): (1, 3, H, W) float32."""
+    original_da3()
+    from depth_anything_3.utils.io.input_processor import InputProcessor
+
+    rgb = cv2.cvtColor(photo_bgr, cv2.COLOR_BGR2RGB)
+    with contextlib.redirect_stdout(io.StringIO()):
+        images, _, _ = InputProcessor()([rgb], None, None, size, "upper_bound_resize", num_workers=1)
+    return images.float()
+
+
+@dataclass
+class Reference:
+    depth_hw: np.ndarray  # float32 at the photo's size: what depthcli's npy must equal
+    network_hw: tuple[int, int]
+    sky_pixels: int | None  # sky at the network resolution (None: no sky head)
+
+    @property
+    def sky_filled(self) -> bool:
+        """Whether the original's sky fill changed this photo's depth (more than 10 pixels of
+        sky and of ground)."""
+        n = self.network_hw[0] * self.network_hw[1]
+        return self.sky_pixels is not None and self.sky_pixels > 10 and n - self.sky_pixels > 10
+
+
+@torch.no_grad()
+def original_pipeline(net: torch.nn.Module, photo_bgr: np.ndarray, size: int,
+                      focal_px: float | None = None) -> Reference:
+    """check_da3.py's reference for one photo: InputProcessor -> ``DepthAnything3Net`` forward
+    (single view, float32, its sky fill included) -> for a metric model (``focal_px``: the
+    photo's focal length in pixels) ``* f_net / 300`` with ``f_net = focal_px * w_net / w`` ->
+    bilinear, ``align_corners=True``, to the photo's size."""
+    x = network_input(photo_bgr, size)
+    with contextlib.redirect_stdout(io.StringIO()):
+        out = net(x[None], None, None, [], False, False, "saddle_balanced")
+    depth = out["depth"][0, 0].float()
+    h, w = photo_bgr.shape[:2]
+    if focal_px is not None:
+        depth = depth * (focal_px * depth.shape[1] / w) / FOCAL_DIVISOR
+    up = F.interpolate(depth[None, None], size=(h, w), mode="bilinear", align_corners=True)[0, 0]
+    sky = int((~(out["sky"][0, 0] < SKY_THRESHOLD)).sum()) if "sky" in out else None
+    return Reference(up.numpy(), tuple(depth.shape), sky)

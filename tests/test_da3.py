@@ -26,15 +26,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from da3_reference import (
-    calibrate,
-    net_forward,
-    original_da3,
-    randomize,
-    save_hub_folder,
-    tiny_config,
-    tiny_original,
-)
+from da3_reference import RealPresets, net_forward, original_da3, tiny_pair
+from da3_reference import random_image as image
 
 from depthcli import load_model
 from depthcli.model import CheckpointError, build_model, read_checkpoint, save_safetensors
@@ -71,11 +64,6 @@ def max_rel_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
     return float((actual.double() - expected.double()).abs().max() / expected.double().abs().max())
 
 
-def image(shape: tuple[int, int], seed: int, batch: int = 2, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return (torch.randn(batch, 3, *shape, generator=g) * 0.8).to(dtype)
-
-
 def as_outputs(result: torch.Tensor | tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
     result = result if isinstance(result, tuple) else (result,)
     return dict(zip(("depth", "sky")[: len(result)], result, strict=True))
@@ -96,17 +84,7 @@ def assert_parity(label: str, ours: dict[str, torch.Tensor], ref: dict[str, torc
 @pytest.fixture(scope="module")
 def tiny() -> dict[str, tuple[torch.nn.Module, DepthAnything3]]:
     """kind -> (the original's net, depthcli's with the same weights)."""
-    out = {}
-    for i, kind in enumerate(KINDS):
-        torch.manual_seed(100 + i)
-        net = tiny_original(kind)
-        randomize(net, 100 + i)
-        calibrate(net, image((42, 56), seed=7, batch=1))
-        ours = DepthAnything3(tiny_config(kind)).eval()
-        wrapper_state = {f"model.{k}": v for k, v in net.state_dict().items()}  # as DepthAnything3 holds it
-        ours.load_state_dict(da3_checkpoint.to_depthcli_names(wrapper_state), strict=True)
-        out[kind] = (net, ours)
-    return out
+    return {kind: tiny_pair(kind, 100 + i, image((42, 56), seed=7, batch=1)) for i, kind in enumerate(KINDS)}
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -182,36 +160,6 @@ def test_traced_at_one_size_runs_at_another(tiny: dict, kind: str) -> None:
 
 
 # ----------------------------------------------------------------------------------- real presets
-class RealPresets:
-    """The four presets at their published sizes, seeded and perturbed, built on first use and
-    written as their Hub folders (in memory-backed /dev/shm when there is one: the ViT-L file is
-    1.3 GB). DA3MONO-LARGE and DA3METRIC-LARGE have the same architecture: one network, one
-    weight file (hard-linked into both folders)."""
-
-    CALIBRATION_SHAPE = (28, 42)
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.nets: dict[str, torch.nn.Module] = {}
-
-    def get(self, preset: str) -> tuple[torch.nn.Module, Path]:
-        built = "da3mono-large" if preset in ("da3mono-large", "da3metric-large") else preset
-        folder = self.root / preset
-        if built not in self.nets:
-            seed = sum(map(ord, built))
-            torch.manual_seed(seed)
-            wrapper = original_da3().api.DepthAnything3(model_name=built).eval()
-            randomize(wrapper, seed)
-            calibrate(wrapper.model, image(self.CALIBRATION_SHAPE, seed=1, batch=1))
-            save_hub_folder(wrapper, self.root / built, built)
-            self.nets[built] = wrapper.model
-        if not folder.exists():  # the metric folder: same weights, its own config.json
-            folder.mkdir()
-            os.link(self.root / built / "model.safetensors", folder / "model.safetensors")
-            (folder / "config.json").write_text(json.dumps({"model_name": preset}))
-        return self.nets[built], folder
-
-
 @pytest.fixture(scope="module")
 def real(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - Iterator[RealPresets]
     shm = Path("/dev/shm")

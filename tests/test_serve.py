@@ -23,64 +23,18 @@ import socket
 import sys
 import threading
 import time
-import urllib.parse
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_helpers import SIZE_ARG, lines, popen_cli, run_cli, stop_process, write_image
+from cli_helpers import lines, run_cli, stop_process, write_image
+from serve_helpers import MODEL_OPTS, Reply, Server, npy_of, post_image, request, running, start_server
 
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 pytest.importorskip("python_multipart")
 
-MODEL_OPTS = (*SIZE_ARG, "--backend", "torch")
-START_TIMEOUT = 180  # a busy CI machine imports torch slowly
-SERVING = re.compile(r"serving .* at (http://[^ ]+/) ")
 UPLOAD_LIMIT_MB = 0.25
-
-
-# ----------------------------------------------------------------------------------- servers
-@dataclass
-class Server:
-    proc: object
-    url: str
-    host: str
-    port: int
-    stderr_path: Path
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
-
-
-def start_server(tmp: Path, model: str, *args: str, env: dict[str, str] | None = None) -> Server:
-    log = tmp / f"serve-{time.monotonic_ns()}.log"
-    proc = popen_cli("serve", "--model", model, *MODEL_OPTS, "--port", "0", *args, stderr_path=log, env=env)
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        text = log.read_text(errors="replace") if log.exists() else ""
-        found = SERVING.search(text)
-        if found:
-            parts = urllib.parse.urlsplit(found.group(1))
-            return Server(proc, found.group(1), parts.hostname, parts.port, log)
-        if proc.poll() is not None:
-            raise AssertionError(f"depthcli serve exited {proc.returncode}:\n{text}")
-        if time.monotonic() > deadline:
-            stop_process(proc)
-            raise AssertionError(f"depthcli serve did not start in {START_TIMEOUT} s:\n{text}")
-        time.sleep(0.1)
-
-
-@contextmanager
-def running(tmp: Path, model: str, *args: str, env: dict[str, str] | None = None):
-    server = start_server(tmp, model, *args, env=env)
-    try:
-        yield server
-    finally:
-        stop_process(server.proc)
-        assert "Traceback" not in server.stderr(), server.stderr()
 
 
 @pytest.fixture(scope="module")
@@ -108,33 +62,6 @@ def local_outputs(images: list[Path], tiny_ckpt: str, tmp_path_factory: pytest.T
         proc = run_cli("image", *images, "-o", out, "-f", fmt, "--model", tiny_ckpt, *MODEL_OPTS)
         assert proc.returncode == 0, proc.stderr
     return out
-
-
-# ----------------------------------------------------------------------------------- HTTP
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> dict:
-        return json.loads(self.body)
-
-
-def request(server: Server, method: str, path: str, body: bytes | None = None,
-            headers: dict[str, str] | None = None, timeout: float = 120) -> Reply:
-    conn = http.client.HTTPConnection(server.host, server.port, timeout=timeout)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        response = conn.getresponse()
-        return Reply(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
-    finally:
-        conn.close()
-
-
-def post_image(server: Server, data: bytes, query: str = "format=npy", **headers: str) -> Reply:
-    return request(server, "POST", f"/v1/depth?{query}", data,
-                   {"Content-Type": "application/octet-stream", **headers})
 
 
 def multipart(field: str, filename: str, data: bytes) -> tuple[bytes, str]:
@@ -183,12 +110,6 @@ class SlowUpload:
 
     def abandon(self) -> None:
         self.sock.close()
-
-
-def npy_of(body: bytes) -> np.ndarray:
-    import io
-
-    return np.load(io.BytesIO(body), allow_pickle=False)
 
 
 # ----------------------------------------------------------------------------------- the API

@@ -17,11 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-import logging
 import math
-import os
-import sys
-import tarfile
 import types
 from pathlib import Path
 
@@ -30,6 +26,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from vda_reference import VITS, make_clip, original_classes, randomize_
 
 from depthcli import load_model
 from depthcli.model import CheckpointError, DepthAnything, read_checkpoint, save_safetensors
@@ -47,9 +44,7 @@ from depthcli.model.video_depth_anything.schedule import BLEND, FIT, WINDOW
 
 TOL = 1e-5
 SIZE = 42  # network input: 42 x 56 for the 48 x 64 clips
-VITS = {"encoder": "vits", "features": 64, "out_channels": [48, 96, 192, 384]}
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
-SNAPSHOT = Path(__file__).resolve().parents[2] / "shared" / "parity" / "upstream_vda.tar.gz"
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -62,84 +57,6 @@ def one_thread():  # noqa: ANN201
 
 
 # ----------------------------------------------------------------------------------- the original
-def _upstream_root(tmp: Path) -> Path | None:
-    given = os.environ.get("DEPTHCLI_VDA_UPSTREAM")
-    for candidate in ([Path(given)] if given else []) + [SNAPSHOT]:
-        if candidate.is_dir() and (candidate / "video_depth_anything").is_dir():
-            return candidate
-        if candidate.is_file():
-            with tarfile.open(candidate) as tf:
-                tf.extractall(tmp, filter="data")
-            return tmp / "vda"
-    return None
-
-
-def _shim_torchvision() -> list[str]:
-    """The original imports torchvision only for ``transforms.Compose`` (apply in order): a
-    stand-in when torchvision is absent. Returns the module names it added, to remove after."""
-    with contextlib.suppress(ImportError):
-        import torchvision.transforms  # noqa: F401
-        return []
-
-    class Compose:
-        def __init__(self, transforms: list) -> None:
-            self.transforms = transforms
-
-        def __call__(self, x: object) -> object:
-            for t in self.transforms:
-                x = t(x)
-            return x
-
-    tv, tr = types.ModuleType("torchvision"), types.ModuleType("torchvision.transforms")
-    tr.Compose, tv.transforms = Compose, tr
-    sys.modules.update({"torchvision": tv, "torchvision.transforms": tr})
-    return ["torchvision", "torchvision.transforms"]
-
-
-@torch.no_grad()
-def randomize_(model: torch.nn.Module, seed: int) -> None:
-    """Every tensor non-trivial, the zero-initialised motion-module outputs too (as the parity
-    script check_vda.py does), then the last conv calibrated so depth is ~3..10 before the ReLU."""
-    g = torch.Generator().manual_seed(seed + 1)
-
-    def rn(p: torch.Tensor, std: float) -> torch.Tensor:
-        return torch.randn(p.shape, generator=g) * std
-
-    for name, p in model.named_parameters():
-        if name.endswith(".gamma"):
-            p.copy_(0.6 + rn(p, 0.4))
-        elif name == "pretrained.pos_embed":
-            p.add_(rn(p, 0.6))
-        elif name in ("pretrained.cls_token", "pretrained.mask_token"):
-            p.copy_(rn(p, 1.0))
-        elif "norm" in name and name.endswith(".weight"):
-            p.copy_(1.0 + rn(p, 0.3))
-        elif "norm" in name and name.endswith(".bias"):
-            p.copy_(rn(p, 0.1))
-        elif name.endswith("attn.qkv.weight"):
-            p.mul_(3.0)
-        elif "motion_modules" in name and float(p.abs().max()) == 0.0:
-            p.copy_(rn(p, 0.05 if name.endswith(".bias") else 0.08))
-        elif "motion_modules" in name and name.endswith(".weight") and p.dim() >= 2:
-            p.mul_(2.0)
-        elif name.endswith(".bias") and float(p.abs().max()) == 0.0:
-            p.copy_(rn(p, 0.05))
-        elif name.startswith("head.") and name.endswith(".weight") and p.dim() == 4:
-            p.mul_(2.0)
-    last = model.head.scratch.output_conv2[2]
-    captured = {}
-    hook = last.register_forward_hook(lambda m, i, o: captured.__setitem__("pre", o.detach().clone()))
-    x = F.interpolate(torch.randn(8, 3, 5, 6, generator=g), size=(56, 70), mode="bilinear", align_corners=False)
-    model(x.unsqueeze(0))
-    hook.remove()
-    pre = captured["pre"].flatten()
-    lo, hi = torch.quantile(pre, 0.001), torch.quantile(pre, 0.995)
-    lo = lo - 0.3 * (hi - lo)
-    s = 10.0 / float(hi - lo)
-    last.weight.mul_(s)
-    last.bias.copy_((last.bias - lo) * s)
-
-
 class Originals(types.SimpleNamespace):
     relative: torch.nn.Module  # original VideoDepthAnything (window mode), relative weights
     metric: torch.nn.Module
@@ -150,23 +67,8 @@ class Originals(types.SimpleNamespace):
 
 @pytest.fixture(scope="module")
 def originals(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - yields Originals
-    root = _upstream_root(tmp_path_factory.mktemp("upstream"))
-    if root is None:
-        pytest.skip("the original Video-Depth-Anything code is not here (set DEPTHCLI_VDA_UPSTREAM)")
-    pytest.importorskip("einops")
-    pytest.importorskip("easydict")
-    shims = _shim_torchvision()
-    sys.path.insert(0, str(root))
-    logging.getLogger("dinov2").setLevel(logging.ERROR)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):  # "xFormers not available": the pure-torch path
-            from video_depth_anything.video_depth import VideoDepthAnything as WindowVDA
-            from video_depth_anything.video_depth_stream import VideoDepthAnything as StreamVDA
-        yield _build_originals(WindowVDA, StreamVDA, tmp_path_factory.mktemp("vda-checkpoints"))
-    finally:  # leave no top-level ``utils`` / fake ``torchvision`` to the rest of the session
-        sys.path.remove(str(root))
-        for name in [*shims, *(m for m in sys.modules if m.split(".")[0] in ("utils", "video_depth_anything"))]:
-            sys.modules.pop(name, None)
+    with original_classes(tmp_path_factory.mktemp("upstream")) as classes:
+        yield _build_originals(classes.window, classes.stream, tmp_path_factory.mktemp("vda-checkpoints"))
 
 
 def _build_originals(WindowVDA: type, StreamVDA: type, folder: Path) -> Originals:  # noqa: N803
@@ -190,21 +92,6 @@ def ours(originals: Originals) -> dict[bool, VideoDepthAnything]:
 
 
 # ----------------------------------------------------------------------------------- clips
-def make_clip(n: int, h: int, w: int, seed: int) -> np.ndarray:
-    """(n, h, w, 3) RGB uint8: a pan over a smooth random scene with a brightness drift and noise,
-    so every frame differs."""
-    rng = np.random.default_rng(seed)
-    scene = cv2.resize(rng.uniform(0, 255, (6, 12, 3)).astype(np.float32), (w * 3, h * 2),
-                       interpolation=cv2.INTER_CUBIC)
-    frames = []
-    for i in range(n):
-        x0 = int(round(i * (scene.shape[1] - w) / max(n - 1, 1)))
-        y0 = int(round((scene.shape[0] - h) * (0.5 + 0.4 * math.sin(i / 7.0))))
-        f = scene[y0:y0 + h, x0:x0 + w] * (0.85 + 0.15 * math.sin(i / 5.0)) + rng.normal(0, 2.0, (h, w, 3))
-        frames.append(np.clip(f, 0, 255).astype(np.uint8))
-    return np.stack(frames)
-
-
 def _multiple_of_14(x: float, minimum: int) -> int:
     y = int(np.round(x / 14) * 14)
     return y if y >= minimum else int(math.ceil(x / 14) * 14)

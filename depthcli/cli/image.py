@@ -49,11 +49,10 @@ def _colormap_names() -> list[str]:
               help="Also write <stem>_sky.png, the sky the model found (255 = sky): models with a sky head "
                    "(da3mono-large, da3metric-large).")
 @click.option("--focal", "focal_px", type=click.FloatRange(min=0, min_open=True), default=None, metavar="PX",
-              help="ply, and DA3METRIC's metres: focal length in pixels. Default: --fov, else the photo's EXIF "
-                   "focal length, else a 60 degree horizontal field of view.")
+              help="ply, and the metres of focal-scaled metric models (da3metric-*): focal length in pixels. "
+                   "Default: --fov, else the photo's EXIF focal length, else a 60 degree horizontal field of view.")
 @click.option("--fov", "fov_deg", type=click.FloatRange(0, 180, min_open=True, max_open=True), default=None,
-              metavar="DEG", help="ply, and DA3METRIC's metres: horizontal field of view in degrees (instead of "
-                                  "--focal).")
+              metavar="DEG", help="ply and da3metric-*: horizontal field of view in degrees (instead of --focal).")
 @click.option("--depth-scale", type=float, default=None, metavar="A",
               help="ply from a relative model (whose output d is inverse depth up to an unknown scale "
                    "and shift): depth = 1 / (A * d + B); without it, ply refuses relative models. "

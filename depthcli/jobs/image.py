@@ -49,8 +49,8 @@ class ImageOptions:
     side_by_side: bool = False
     max_pixels: int | None = DEFAULT_MAX_PIXELS  # None: no decompression-bomb limit
     sidecar: bool = False  # --meta: also <stem>_depth.json beside the output
-    focal_px: float | None = None  # ply: --focal
-    fov_deg: float | None = None  # ply: --fov (horizontal)
+    focal_px: float | None = None  # ply, and the metres of a focal-scaled model (DA3METRIC): --focal
+    fov_deg: float | None = None  # the same, as --fov (horizontal)
     depth_scale: float | None = None  # ply from a relative model: depth = 1 / (scale * d + shift)
     depth_shift: float = 0.0
     sky_mask: bool = False  # --sky-mask: also <stem>_sky.png (models with a sky head)
@@ -60,10 +60,20 @@ def check_options(opts: ImageOptions, traits) -> None:  # noqa: ANN001 - model.c
     """Refuse what this model cannot give (``traits``: the model's, see ``model/configs.py``): a
     clip model has no depth for one image alone; a point cloud needs depth, and a relative
     model's output is known only up to an unknown scale and shift, so only an explicit
-    conversion (``--depth-scale``/``--depth-shift``) makes one."""
+    conversion (``--depth-scale``/``--depth-shift``) makes one.
+
+    ``--focal``/``--fov`` are the camera of a point cloud, and for a model whose metres scale with
+    the focal length (DA3METRIC: ``traits.focal_divisor``) the focal length of every output's
+    depth, whatever the format (``focal_for``); for any other model they only apply to ply. This
+    needs the model, so it is checked here, where every door (local, server, cluster) checks the
+    options against it, rather than before loading it."""
     if traits.temporal:
         raise ImageUsageError("this is a video model (Video Depth Anything): it estimates depth over a clip's "
                               "frames; use `depthcli video` or `depthcli webcam`, or an image model such as v2-small")
+    camera = [name for name, value in (("--focal", opts.focal_px), ("--fov", opts.fov_deg)) if value is not None]
+    if camera and opts.fmt != "ply" and traits.focal_divisor is None:
+        raise ImageUsageError(f"{', '.join(camera)} only apply to --format ply (or to a metric model whose "
+                              f"metres depend on the focal length, such as da3metric-large)")
     if opts.fmt == "ply" and not traits.metric and opts.depth_scale is None:
         convert = ("depth = 1 / (scale * d + shift)" if traits.kind == INVERSE_DEPTH
                    else "depth = scale * d + shift")
@@ -73,9 +83,6 @@ def check_options(opts: ImageOptions, traits) -> None:  # noqa: ANN001 - model.c
             f"(and --depth-shift) to convert: {convert}")
     if opts.sky_mask and not traits.sky:
         raise ImageUsageError("--sky-mask needs a model with a sky head (da3mono-large, da3metric-large)")
-    if (opts.focal_px is not None or opts.fov_deg is not None) and opts.fmt != "ply" and traits.focal_divisor is None:
-        raise ImageUsageError("--focal and --fov apply only to --format ply, or to a model whose metres come from "
-                              "the focal length (da3metric-large)")
     if traits.metric and (opts.depth_scale is not None or opts.depth_shift):
         raise ImageUsageError("--depth-scale/--depth-shift convert a relative model's output; "
                               "this metric model already gives metres")

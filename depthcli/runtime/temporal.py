@@ -168,6 +168,7 @@ class WindowRun(_Run):
         self._frames: dict[int, tuple[int, Any, Prepared]] = {}  # position -> (index, frame, prepared)
         self._features: dict[int, Any] = {}  # position -> encoder features, until no window needs them
         self._ms: dict[int, list[float]] = {}  # position -> [model ms, total ms], shares of its work
+        self._newest: Prepared | None = None  # the newest frame's input: the clip's sizes (see _run)
 
     @property
     def held_frames(self) -> int:
@@ -190,6 +191,7 @@ class WindowRun(_Run):
             # the input is encoded: only its shape is needed from here on (the stats)
             prepared.input_bchw = np.broadcast_to(np.float32(0), prepared.input_bchw.shape)
             self._frames[position] = (index, frame, prepared)
+            self._newest = prepared
             windows += self.planner.push()
         return self._run_windows(windows)
 
@@ -207,8 +209,13 @@ class WindowRun(_Run):
         return results
 
     def _run(self, window: Window) -> list[Result]:
+        """Decode one window and hand its depth to the aligner. The network and frame sizes come
+        from the newest frame pushed (one clip, one size), not from the window's own frames: a
+        clip of 22k + 1 or 22k + 2 frames (k >= 1) ends with a window whose frames are all final,
+        emitted and dropped already (the original still runs it; its depth falls on padding,
+        which the aligner drops)."""
         t0 = time.perf_counter()
-        newest = self._frames[window.last_frame][2]  # older frames may be final (emitted) already
+        newest = self._newest
         grid_hw = (newest.input_bchw.shape[-2] // PATCH_SIZE, newest.input_bchw.shape[-1] // PATCH_SIZE)
         depth_thw = self.backend.decode_window([self._features[p] for p in window.frames], grid_hw)
         t1 = time.perf_counter()
