@@ -34,3 +34,16 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - cli_
 def tiny_ckpt(tiny_model) -> str:  # noqa: ANN001
     """Path of the tiny depthcli ``.safetensors`` checkpoint, as a string for command lines."""
     return str(tiny_model.safetensors)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():  # noqa: ANN201
+    """One torch thread for a module of tiny networks (``pytestmark = pytest.mark.usefixtures(
+    "one_torch_thread")``): on tiny tensors a second OpenMP thread only spins, and on a busy
+    2-core machine that turns a 10 ms forward into a second."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -62,13 +62,7 @@ BACKENDS = ["torch", pytest.param("openvino", marks=pytest.mark.skipif(
 RELATIVE_MODELS = ["tiny-da3-small", "tiny-da3mono", "DA3-SMALL"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():  # noqa: ANN201
-    """The references here are tiny: a second OpenMP thread only spins on 2 shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny networks: see conftest
 
 
 @dataclass

@@ -53,12 +53,7 @@ METRIC_CLIPS = {"metric50": (50, 48, 64, 9), "metricwide26": (26, 40, 128, 10)}
 STREAM_CLIP = ("stream50", (50, 48, 64, 11))  # more frames than the cache holds (42: StreamCache)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():  # noqa: ANN201
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny networks: see conftest
 
 
 @dataclass

@@ -43,14 +43,7 @@ SHAPES = {"square": (56, 56), "wide": (56, 98), "portrait": (84, 42)}
 KINDS = ["alternating", "sky"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():  # noqa: ANN201
-    """One torch thread here: these networks are small or run on a few patches, where a second
-    OpenMP thread mostly waits (on a busy 2-core machine, 1 s instead of 10 ms per tiny forward)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny networks: see conftest
 
 
 def link_or_copy(src: Path, dst: Path) -> None:

@@ -39,13 +39,7 @@ STREAM_FRAMES = 40  # past 32 + 10: StreamCache starts dropping old states
 ENCODER = encoder_for_shapes(64, 4, 2, out_channels=(32, 32, 64, 64), features=64)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():  # noqa: ANN201
-    """Tiny tensors: a second thread only spins, and on 2 shared cores it costs 10x."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny networks: see conftest
 
 
 @torch.no_grad()

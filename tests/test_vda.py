@@ -47,13 +47,7 @@ SIZE = 42  # network input: 42 x 56 for the 48 x 64 clips
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():  # noqa: ANN201
-    """Tiny tensors: a second thread only spins, and on 2 shared cores it costs 10x."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny networks: see conftest
 
 
 # ----------------------------------------------------------------------------------- the original

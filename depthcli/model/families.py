@@ -28,21 +28,22 @@ NETWORK_CLASSES = {  # family -> (module, class): the torch networks
 }
 
 
-def network_class(family: str) -> Any:
-    """The torch module class that builds a ``family`` network from its config."""
+def _class(table: dict[str, tuple[str, str]], family: str) -> Any:
     try:
-        module, name = NETWORK_CLASSES[family]
+        module, name = table[family]
     except KeyError:
         raise CheckpointError(f"unknown model family {family!r}") from None
     return getattr(import_module(module), name)
+
+
+def network_class(family: str) -> Any:
+    """The torch module class that builds a ``family`` network from its config."""
+    return _class(NETWORK_CLASSES, family)
 
 
 def config_class(family: str) -> Any:
-    try:
-        module, name = CONFIG_CLASSES[family]
-    except KeyError:
-        raise CheckpointError(f"unknown model family {family!r}") from None
-    return getattr(import_module(module), name)
+    """The family's config class (torch-free)."""
+    return _class(CONFIG_CLASSES, family)
 
 
 def config_from_dict(data: dict[str, Any]) -> Any:

@@ -71,3 +71,18 @@ def resize_position_table(table_1nc: np.ndarray, grid_h: int, grid_w: int) -> np
         out = out + along_w[rows[:, k]] * wy[:, k, None, None]
     patch_1nc = out.reshape(1, grid_h * grid_w, -1).astype(np.float32)
     return np.concatenate((cls_1c, patch_1nc), axis=1)
+
+
+class PositionCache:
+    """The resized encodings of one table, computed once per grid (a video or a folder of one
+    size asks for the same grid at every frame)."""
+
+    def __init__(self, table_1nc: np.ndarray) -> None:
+        self.table = table_1nc
+        self._by_grid: dict[tuple[int, int], np.ndarray] = {}
+
+    def __call__(self, grid_h: int, grid_w: int) -> np.ndarray:
+        key = (grid_h, grid_w)
+        if key not in self._by_grid:
+            self._by_grid[key] = resize_position_table(self.table, grid_h, grid_w)
+        return self._by_grid[key]

@@ -36,7 +36,7 @@ import numpy as np
 
 from ...model.configs import PATCH_SIZE
 from ...model.errors import CheckpointError
-from ..position import resize_position_table
+from ..position import PositionCache
 from . import precision_name
 from .openvino_cache import Entry, read_graph
 
@@ -78,27 +78,13 @@ class OpenVinoBackend:
                  static_shapes: bool = True) -> None:
         """From a cache ``entry`` (the graph read from it when a compile needs it) or, when the
         model could not be cached, an in-memory ``graph``."""
-        import openvino as ov
-
-        if precision not in OV_PRECISION:
-            raise ValueError(f"the openvino backend runs fp32 or bf16, not {precision}")
-        from ..threads import inference_threads
-
         self.recipe = recipe
         self.outputs = tuple(recipe["outputs"])
         self.embed_dim = int(recipe["embed_dim"])
-        self.device = "cpu"
-        self.threads = threads or inference_threads()
         self.notes: list[str] = []
         self._entry, self._graph = entry, graph
-        self._position_table = position_table
-        self._positions: dict[tuple[int, int], np.ndarray] = {}
-        self._core = ov.Core()
-        # what the plugin will run: bf16 asked of a CPU without it runs f32
-        self._ov_precision = "bf16" if precision == "bf16" and cpu_supports_bf16() else "f32"
-        self.dtype = DTYPE_NAME[self._ov_precision]
-        self._config = {"INFERENCE_PRECISION_HINT": self._ov_precision, "INFERENCE_NUM_THREADS": self.threads,
-                        "PERFORMANCE_HINT": "LATENCY"}
+        self._position = PositionCache(position_table)  # the encoding fed to the graph, per grid
+        setup_cpu(self, precision, threads)
         self._static_shapes = static_shapes
         self._lock = threading.Lock()
         self._held: OrderedDict[tuple[int, ...] | None, _Compiled] = OrderedDict()
@@ -188,12 +174,6 @@ class OpenVinoBackend:
         return time.perf_counter() - t0
 
     # ------------------------------------------------------------------------- running
-    def _position(self, grid_h: int, grid_w: int) -> np.ndarray:
-        key = (grid_h, grid_w)
-        if key not in self._positions:
-            self._positions[key] = resize_position_table(self._position_table, grid_h, grid_w)
-        return self._positions[key]
-
     def to_input(self, input_bchw: np.ndarray) -> tuple[np.ndarray, np.ndarray, _Compiled]:
         """The input as contiguous float32, its position encoding, and the compiled model that
         will run it (compiling or importing happens here, outside the timed forward)."""
@@ -215,6 +195,25 @@ class OpenVinoBackend:
     def held_shapes(self) -> list[tuple[int, ...] | None]:
         """The shapes of the compiled models held now, least recently used first (None: dynamic)."""
         return list(self._held)
+
+
+def setup_cpu(backend: Any, precision: str, threads: int | None) -> None:
+    """What every OpenVINO backend sets up alike: ``device``, ``threads``, the ``dtype`` the
+    plugin will run (bf16 asked of a CPU without it runs f32), the core and the compile config
+    (``_core``, ``_ov_precision``, ``_config``)."""
+    import openvino as ov
+
+    from ..threads import inference_threads
+
+    if precision not in OV_PRECISION:
+        raise ValueError(f"the openvino backend runs fp32 or bf16, not {precision}")
+    backend.device = "cpu"
+    backend.threads = threads or inference_threads()
+    backend._core = ov.Core()
+    backend._ov_precision = "bf16" if precision == "bf16" and cpu_supports_bf16() else "f32"
+    backend.dtype = DTYPE_NAME[backend._ov_precision]
+    backend._config = {"INFERENCE_PRECISION_HINT": backend._ov_precision, "INFERENCE_NUM_THREADS": backend.threads,
+                       "PERFORMANCE_HINT": "LATENCY"}
 
 
 def compile_or_import(core: Any, config: dict[str, Any], entry: Entry | None, blob_name: str,

@@ -16,9 +16,9 @@ import numpy as np
 
 from ...model.configs import PATCH_SIZE
 from ...model.errors import CheckpointError
-from ..position import resize_position_table
+from ..position import PositionCache
 from . import precision_name
-from .openvino_backend import DTYPE_NAME, OV_PRECISION, compile_or_import, cpu_supports_bf16
+from .openvino_backend import compile_or_import, setup_cpu
 from .openvino_cache import Entry, read_graph
 
 TAPS = 4  # tapped encoder levels: the decode graphs' first inputs
@@ -32,24 +32,11 @@ class OpenVinoTemporalBackend:
                  graphs: dict[str, Any] | None = None, precision: str = "fp32", threads: int | None = None) -> None:
         """From a cache ``entry`` (graphs read from it when a compile needs them) or, when the
         model could not be cached, the in-memory ``graphs``."""
-        import openvino as ov
-
-        if precision not in OV_PRECISION:
-            raise ValueError(f"the openvino backend runs fp32 or bf16, not {precision}")
-        from ..threads import inference_threads
-
         self.recipe = recipe
-        self.device = "cpu"
-        self.threads = threads or inference_threads()
         self.notes: list[str] = []
         self._entry, self._graphs = entry, graphs
-        self._position_table = position_table
-        self._positions: dict[tuple[int, int], np.ndarray] = {}
-        self._core = ov.Core()
-        self._ov_precision = "bf16" if precision == "bf16" and cpu_supports_bf16() else "f32"
-        self.dtype = DTYPE_NAME[self._ov_precision]
-        self._config = {"INFERENCE_PRECISION_HINT": self._ov_precision, "INFERENCE_NUM_THREADS": self.threads,
-                        "PERFORMANCE_HINT": "LATENCY"}
+        self._position = PositionCache(position_table)  # the encoding fed to the graph, per grid
+        setup_cpu(self, precision, threads)
         self._compiled: dict[str, tuple[Any, Any, Any]] = {}  # graph -> (compiled, request, blob)
         self._lock = threading.Lock()
         self.compiles = 0
@@ -94,12 +81,6 @@ class OpenVinoTemporalBackend:
         return time.perf_counter() - t0
 
     # ------------------------------------------------------------------------- running
-    def _position(self, grid_h: int, grid_w: int) -> np.ndarray:
-        key = (grid_h, grid_w)
-        if key not in self._positions:
-            self._positions[key] = resize_position_table(self._position_table, grid_h, grid_w)
-        return self._positions[key]
-
     def encode(self, frames_nchw: np.ndarray) -> list[tuple[np.ndarray, ...]]:
         x = np.ascontiguousarray(frames_nchw, dtype=np.float32)
         h, w = x.shape[-2:]
