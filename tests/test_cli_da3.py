@@ -185,7 +185,7 @@ def test_metric_metres_from_fov_focal_exif_and_the_default(da3: DA3Setup, tmp_pa
 
 # ----------------------------------------------------------------------------------- 2. other outputs
 def test_ply_from_the_metric_model(da3: DA3Setup, tmp_path: Path) -> None:
-    from depthcli.io.ply import VERTEX, read_ply_header
+    from depthcli.io.formats.ply import VERTEX, read_ply_header
 
     proc = run_cli("image", da3.photos["wide"], "--model", da3.paths["tiny-da3metric"], "--size", SIZE, "-f", "ply",
                    "--fov", "60", "-o", tmp_path / "out", env=own_cache(tmp_path))
@@ -271,7 +271,7 @@ def test_config_naming_an_unknown_preset_or_misfitting_tensors(da3: DA3Setup, tm
 # ----------------------------------------------------------------------------------- 4. other doors
 def test_video_with_a_da3_model(da3: DA3Setup, tmp_path: Path) -> None:
     """A per-frame model in ``depthcli video``: every frame its own depth (the Hub folder)."""
-    from depthcli.io.video import open_video
+    from depthcli.io.video.opencv import open_video
 
     clip = write_video(tmp_path / "clip.mp4", n=6, size=(64, 48))
     proc = run_cli("video", clip, "--model", da3.paths["DA3-SMALL"], "--size", SIZE, "--frames", "npy",

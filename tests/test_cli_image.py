@@ -438,7 +438,7 @@ def test_stats_file_is_overwritten_so_the_same_command_runs_again(tmp_path: Path
     (["-f", "exr", "--invert"], "--invert applies only to the PNG formats"),
     (["-f", "gray16", "--colormap", "turbo"], "--colormap applies only to --format color"),
     (["--focal", "500"], "--focal applies only to --format ply"),
-    (["--fov", "60", "--depth-scale", "2"], "--fov, --depth-scale apply only to --format ply"),
+    (["--depth-shift", "1", "--depth-scale", "2"], "--depth-scale, --depth-shift apply only to --format ply"),
     (["-o", "-", "--skip-existing"], "--skip-existing applies only to outputs written to files, not -o -"),
     (["--ray-actors", "2"], "--ray-actors applies only with --ray"),
     (["--token", "x"], "--token applies only with --server"),

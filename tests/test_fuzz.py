@@ -566,7 +566,7 @@ def _checkpoint_cases(directory: Path, model: FuzzModel, marker: Path) -> dict[s
     key = next(k for k in state if k.endswith("attn.qkv.weight"))
     state[key] = state[key].reshape(-1, state[key].shape[1] // 2).clone()
     torch.save(state, directory / "depth_anything_v2_wrong_shape.pth")
-    expected["depth_anything_v2_wrong_shape.pth"] = "does not fit a"
+    expected["depth_anything_v2_wrong_shape.pth"] = "does not fit the"
     # a whole tensor missing; a NaN in the weights
     state = dict(model.original_state)
     del state[next(k for k in state if k.startswith("depth_head.scratch.output_conv2"))]

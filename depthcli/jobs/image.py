@@ -72,7 +72,8 @@ def check_options(opts: ImageOptions, traits) -> None:  # noqa: ANN001 - model.c
                               "frames; use `depthcli video` or `depthcli webcam`, or an image model such as v2-small")
     camera = [name for name, value in (("--focal", opts.focal_px), ("--fov", opts.fov_deg)) if value is not None]
     if camera and opts.fmt != "ply" and traits.focal_divisor is None:
-        raise ImageUsageError(f"{', '.join(camera)} only apply to --format ply (or to a metric model whose "
+        verb = "applies" if len(camera) == 1 else "apply"
+        raise ImageUsageError(f"{', '.join(camera)} {verb} only to --format ply (or to a metric model whose "
                               f"metres depend on the focal length, such as da3metric-large)")
     if opts.fmt == "ply" and not traits.metric and opts.depth_scale is None:
         convert = ("depth = 1 / (scale * d + shift)" if traits.kind == INVERSE_DEPTH
