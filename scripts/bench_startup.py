@@ -152,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
                 cmds = {name: [*tool, "image", str(inputs["photo"]), "--model", str(model), "-f", "npy", "-q",
                                "-o", str(out), "--stats", "-", *extra] for name, tool in tools.items()}
                 for name, cmd in cmds.items():
-                    run(cmd, envs[name])  # the first use: conversion, compiled blobs
+                    first, _ = run(cmd, envs[name])  # the first use: conversion, compiled blobs
+                    results[name][f"first use {case}"] = {"wall_s": first}
                 walls: dict[str, list[float]] = {n: [] for n in tools}
                 fwds: dict[str, list[float]] = {n: [] for n in tools}
                 for _ in range(args.runs):
@@ -218,6 +219,12 @@ def report(results: dict[str, dict], args: argparse.Namespace) -> str:
             r = results[n][key]
             cells += [f"{r['wall_s']:.2f}", f"{r['forward_s']:.2f}", f"{r['startup_s']:.2f}"]
         lines.append(f"| {key.replace('photo ', '451x300 photo, --size ')} | " + " | ".join(cells) + " |")
+    firsts = [k for k in results[names[0]] if k.startswith("first use")]
+    if firsts:
+        per_tool = [f"{n}: " + ", ".join(f"{k.removeprefix('first use ')} {results[n][k]['wall_s']:.1f}" for k in firsts)
+                    for n in names]
+        lines += ["", "First call after install (the model converted and compiled, caches filled; wall s): "
+                  + "; ".join(per_tool)]
     for n in names:
         b = results[n].get("breakdown 518")
         if b:
