@@ -221,8 +221,8 @@ def report(results: dict[str, dict], args: argparse.Namespace) -> str:
         lines.append(f"| {key.replace('photo ', '451x300 photo, --size ')} | " + " | ".join(cells) + " |")
     firsts = [k for k in results[names[0]] if k.startswith("first use")]
     if firsts:
-        per_tool = [f"{n}: " + ", ".join(f"{k.removeprefix('first use ')} {results[n][k]['wall_s']:.1f}" for k in firsts)
-                    for n in names]
+        per_tool = [f"{n}: " + ", ".join(f"{k.removeprefix('first use ')} {results[n][k]['wall_s']:.1f}"
+                                         for k in firsts) for n in names]
         lines += ["", "First call after install (the model converted and compiled, caches filled; wall s): "
                   + "; ".join(per_tool)]
     for n in names:
