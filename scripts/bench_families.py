@@ -5,7 +5,7 @@ random weights, side by side in one run.
 The originals are the pinned snapshots the parity checks use (``../shared/parity/
 upstream_da3.tar.gz``, ``upstream_vda.tar.gz``, or ``--da3-snapshot`` / ``--vda-snapshot``),
 imported with stand-ins for what single-image depth never runs (as tests/da3_reference.py and
-tests/test_vda.py do). Every measurement runs in a fresh process (``--worker JSON``), so peak
+tests/vda_reference.py do). Every measurement runs in a fresh process (``--worker JSON``), so peak
 RSS is that configuration's alone.
 
 - ``da3``: DA3-SMALL and DA3MONO-LARGE (real sizes, random weights) at ``--da3-size`` (504) on a
@@ -90,7 +90,7 @@ def _da3_original(job: dict) -> dict:
     from da3_reference import original_da3
 
     os.environ.setdefault("DEPTHCLI_DA3_SNAPSHOT", job["snapshot"])
-    api = original_da3()
+    api = original_da3().api
     wrapper = api.DepthAnything3(model_name=job["preset"]).eval()
     from safetensors.torch import load_model
 
@@ -131,9 +131,9 @@ def _vda_original(job: dict) -> dict:
 
     root = Path(job["vda_root"])
     sys.path.insert(0, str(root))
-    from test_vda import _shim_torchvision
+    from vda_reference import shim_torchvision
 
-    _shim_torchvision()
+    shim_torchvision()
     from video_depth_anything.video_depth import VideoDepthAnything
 
     cfg = {"encoder": "vits", "features": 64, "out_channels": [48, 96, 192, 384]}
@@ -204,11 +204,11 @@ def build_da3(preset: str, folder: Path, snapshot: Path, seed: int) -> Path:
             f"os.environ['DEPTHCLI_DA3_SNAPSHOT'] = {str(snapshot)!r}\n"
             "from pathlib import Path\n"
             "from da3_reference import original_da3, randomize, calibrate, save_hub_folder\n"
-            "api = original_da3()\n"
+            "api = original_da3().api\n"
             f"torch.manual_seed({seed})\n"
             f"w = api.DepthAnything3(model_name={preset!r}).eval()\n"
             f"randomize(w, {seed})\n"
-            "x = torch.randn(1, 1, 3, 280, 364)\n"
+            "x = torch.randn(1, 3, 280, 364)\n"
             "calibrate(w.model, x)\n"
             f"save_hub_folder(w, Path({str(folder)!r}), {preset!r})\n")
     if not (folder / "model.safetensors").exists():
@@ -220,8 +220,8 @@ def build_vda(path: Path, vda_root: Path, seed: int) -> Path:
     """video_depth_anything_vits.pth with random weights (as check_vda.py builds it)."""
     code = ("import sys, torch\n"
             f"sys.path.insert(0, {str(vda_root)!r})\n"
-            "from test_vda import _shim_torchvision, randomize_\n"
-            "_shim_torchvision()\n"
+            "from vda_reference import shim_torchvision, randomize_\n"
+            "shim_torchvision()\n"
             "from video_depth_anything.video_depth import VideoDepthAnything\n"
             f"torch.manual_seed({seed})\n"
             "m = VideoDepthAnything(encoder='vits', features=64, out_channels=[48, 96, 192, 384]).eval()\n"

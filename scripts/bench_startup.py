@@ -49,7 +49,7 @@ from depthcli.runtime.spec import PredictorSpec
 from depthcli.jobs import image as job
 from depthcli.io.inputs import collect_inputs
 t1 = time.perf_counter()
-spec = PredictorSpec(model=sys.argv[1], size=int(sys.argv[3]) if sys.argv[3] != "default" else None)
+spec = PredictorSpec(model=sys.argv[1], size=int(sys.argv[3]))
 predictor = build_predictor(spec)
 t2 = time.perf_counter()
 items = collect_inputs([sys.argv[2]], recursive=False, list_file=None, stdin=None)[0]
@@ -69,8 +69,11 @@ print("PHASES " + json.dumps({"imports": t1 - t0, "model": t2 - t1, "decode+prep
 
 
 def run(cmd: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess]:
+    """One whole call, from a neutral folder: ``python -c`` puts the working directory first on
+    ``sys.path``, so a call from a checkout would import that checkout's depthcli."""
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=1800)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=1800,
+                          cwd=tempfile.gettempdir())
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"bench_startup: {shlex.join(cmd)} exited {proc.returncode}:\n{proc.stderr[-2000:]}")
@@ -172,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                     python = sys.executable
                 phases: list[dict] = []
                 for _ in range(args.runs):
-                    _, proc = run([python, "-c", DRIVER, str(model), str(inputs["photo"]), "default",
+                    _, proc = run([python, "-c", DRIVER, str(model), str(inputs["photo"]), "518",
                                    str(out / "driver.npy")], envs[name])
                     phases.append(json.loads(proc.stdout.split("PHASES ", 1)[1]))
                 results[name]["breakdown 518"] = {k: (median([ph[k] for ph in phases]) if k != "torch imported"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from vda_reference import fit_last_conv
 
 from depthcli.model.configs import PATCH_SIZE, encoder_for_shapes
 from depthcli.model.video_depth_anything import StreamCache, VDAConfig, VideoDepthAnything
@@ -53,17 +54,7 @@ def randomize_(model: VideoDepthAnything, seed: int) -> None:
         if p.numel() > 1 and float(p.min()) == float(p.max()):  # ones: gains; zeros: biases
             std = special.get(name, 0.3 if float(p.max()) else 0.05)
             p.add_(torch.randn(p.shape, generator=g) * std)
-    last = model.head.output.conv3
-    captured = {}
-    hook = last.register_forward_hook(lambda m, i, o: captured.__setitem__("pre", o.detach().clone()))
-    model(frames(8, (4, 5), seed).unsqueeze(0))
-    hook.remove()
-    pre = captured["pre"].flatten()
-    lo, hi = torch.quantile(pre, 0.001), torch.quantile(pre, 0.995)
-    lo = lo - 0.3 * (hi - lo)
-    scale = 10.0 / float(hi - lo)
-    last.weight.mul_(scale)
-    last.bias.copy_((last.bias - lo) * scale)
+    fit_last_conv(model, model.head.output.conv3, frames(8, (4, 5), seed).unsqueeze(0))
 
 
 def frames(n: int, grid: tuple[int, int], seed: int) -> torch.Tensor:

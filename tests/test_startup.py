@@ -22,6 +22,11 @@ from depthcli.runtime.postprocess import upsample_bilinear
 
 # the torch-free path's pieces against torch: <= 1e-6 (float rounding is ~2e-7)
 TOL = 1e-6
+SAME_DEPTH = 1e-5  # a later run of one shape may run the shape's own compiled model: float precision apart
+
+
+def same_depth(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and float(np.abs(a - b).max()) <= SAME_DEPTH * float(np.abs(b).max())
 
 
 @pytest.mark.parametrize("grid", [(37, 56), (56, 37), (18, 24), (5, 90), (74, 74), (1, 1), (36, 37), (37, 37)])
@@ -77,7 +82,7 @@ def test_a_cached_model_runs_without_torch_and_without_the_checkpoint(tiny_ckpt:
     assert second.returncode == 0, second.stderr
     assert not torch_second, second.stderr
     assert "converted" not in second.stderr and "Traceback" not in second.stderr
-    assert np.array_equal(np.load(tmp_path / "one" / "a_depth.npy"), np.load(tmp_path / "two" / "a_depth.npy"))
+    assert same_depth(np.load(tmp_path / "one" / "a_depth.npy"), np.load(tmp_path / "two" / "a_depth.npy"))
 
 
 def test_a_changed_checkpoint_of_the_same_name_and_size_is_converted_again(tiny_ckpt: str, tmp_path: Path) -> None:
@@ -107,10 +112,10 @@ def test_a_changed_checkpoint_of_the_same_name_and_size_is_converted_again(tiny_
     assert second.returncode == 0, second.stderr
     assert torch_second and "converted" in second.stderr, second.stderr
     one, two = np.load(tmp_path / "one" / "a_depth.npy"), np.load(tmp_path / "two" / "a_depth.npy")
-    assert not np.allclose(one, two)
+    assert not same_depth(one, two)
     third, torch_third = _run_reporting_torch(*args, "-o", tmp_path / "three", env=env)
     assert third.returncode == 0 and not torch_third, third.stderr
-    assert np.array_equal(two, np.load(tmp_path / "three" / "a_depth.npy"))
+    assert same_depth(two, np.load(tmp_path / "three" / "a_depth.npy"))
 
 
 def test_a_touched_checkpoint_is_rehashed_and_still_cached(tiny_ckpt: str, tmp_path: Path) -> None:

@@ -156,18 +156,24 @@ def randomize_(model: torch.nn.Module, seed: int) -> None:
             p.copy_(rn(p, 0.05))
         elif name.startswith("head.") and name.endswith(".weight") and p.dim() == 4:
             p.mul_(2.0)
-    last = model.head.scratch.output_conv2[2]
+    x = F.interpolate(torch.randn(8, 3, 5, 6, generator=g), size=(56, 70), mode="bilinear", align_corners=False)
+    fit_last_conv(model, model.head.scratch.output_conv2[2], x.unsqueeze(0))
+
+
+@torch.no_grad()
+def fit_last_conv(model: torch.nn.Module, last: torch.nn.Conv2d, clip_btchw: torch.Tensor) -> None:
+    """Scale and shift ``last`` (the convolution before the final ReLU) so that on this clip its
+    output spans ~0..10: a random network's depth, neither all clipped nor all flat."""
     captured = {}
     hook = last.register_forward_hook(lambda m, i, o: captured.__setitem__("pre", o.detach().clone()))
-    x = F.interpolate(torch.randn(8, 3, 5, 6, generator=g), size=(56, 70), mode="bilinear", align_corners=False)
-    model(x.unsqueeze(0))
+    model(clip_btchw)
     hook.remove()
     pre = captured["pre"].flatten()
     lo, hi = torch.quantile(pre, 0.001), torch.quantile(pre, 0.995)
     lo = lo - 0.3 * (hi - lo)
-    s = 10.0 / float(hi - lo)
-    last.weight.mul_(s)
-    last.bias.copy_((last.bias - lo) * s)
+    scale = 10.0 / float(hi - lo)
+    last.weight.mul_(scale)
+    last.bias.copy_((last.bias - lo) * scale)
 
 
 # ----------------------------------------------------------------------------------- clips

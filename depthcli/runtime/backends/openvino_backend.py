@@ -14,9 +14,13 @@ instead of compiling again. Per input shape, in order:
 3. once a shape has come ``STATIC_AFTER`` times in this process (a folder, a video, a camera),
    its static model is compiled and exported: the compile is earned back over the inputs still
    to come and by every later run;
-4. otherwise the dynamic model runs it (imported from its blob, or compiled once and exported).
-So one photo never pays a static compile, and a folder that alternates between a few shapes
-(landscape and portrait photos) compiles each shape once, then switches between held models.
+4. so is a run's first shape when one of the latest runs started with it too (the entry's
+   ``first-shapes.json``): one call per photo in a shell loop over one camera's pictures pays
+   one static compile at its second call, and every later call imports it;
+5. otherwise the dynamic model runs it (imported from its blob, or compiled once and exported).
+So a first photo never pays a static compile, a run pays at most one for a shape it has seen
+once, and a folder that alternates between a few shapes (landscape and portrait photos)
+compiles each shape once, then switches between held models.
 Compiled models are kept in a least-recently-used set whose size follows memory: each holds its
 own copy of the weights, so at most ``keep`` of them (``_keep_count``: a quarter of the free
 memory, 2 to ``MAX_KEPT``).
@@ -161,7 +165,13 @@ class OpenVinoBackend:
         """Whether ``shape`` should get (or import) its own model now."""
         if self._seen[shape] >= STATIC_AFTER:
             return True
-        return self._entry is not None and self._entry.blob_path(self._blob_name(shape)).exists()
+        if self._entry is None:
+            return False
+        name = self._blob_name(shape)
+        if self._entry.blob_path(name).exists():
+            return True
+        first = len(self._seen) == 1 and self._seen[shape] == 1  # this run's first input
+        return first and self._entry.note_first_shape(name)
 
     def prepare_dynamic(self) -> float:
         """Compile (or import) the dynamic model now; seconds it took. Used at a first

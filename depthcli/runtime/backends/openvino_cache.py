@@ -20,7 +20,10 @@ An entry holds everything a run needs without torch and without the checkpoint:
 - ``compiled/*.blob``: compiled models exported by OpenVINO, one per (shape or dynamic,
   precision, threads), each with a ``.json`` of its size and CRC-32. Importing one takes
   ~0.2 s where compiling takes 0.5-3 s. At most ``MAX_STATIC_BLOBS`` fixed-shape blobs are kept
-  per entry (least recently used go first): each is as large as the weights.
+  per entry (least recently used go first): each is as large as the weights;
+- ``compiled/first-shapes.json``: the input shapes the latest runs started with (a few names):
+  a run that starts with one of them compiles that shape's own model at once (the shape
+  policy in ``openvino_backend.py``).
 
 Entries are written whole or not at all: saved into a temporary folder beside the entries,
 ``meta.json`` last, then renamed into place; two processes converting at once both succeed (the
@@ -51,6 +54,8 @@ POSITION_FILE = "position.npy"
 META = "meta.json"
 COMPILED = "compiled"
 MAX_STATIC_BLOBS = 8
+FIRST_SHAPES = "first-shapes.json"
+MAX_FIRST_SHAPES = 8
 STALE_TEMP_S = 6 * 3600  # a conversion takes seconds to minutes; older temp folders are debris
 _CRC_CHUNK = 1 << 24
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # .../depthcli
@@ -214,6 +219,33 @@ class Entry:
             return False
         self._evict_blobs()
         return True
+
+    def note_first_shape(self, name: str) -> bool:
+        """Record that this run starts with the input shape compiled as ``name``; True when one
+        of the latest runs started with it too. Best effort: an unreadable record counts as
+        empty, one that cannot be written is left as it is (two runs at once may lose a name)."""
+        path = self.folder / COMPILED / FIRST_SHAPES
+        try:
+            names = json.loads(path.read_text())
+            names = [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+        except (OSError, ValueError):
+            names = []
+        seen = name in names
+        if names[:1] != [name]:
+            names = [name, *[n for n in names if n != name]][:MAX_FIRST_SHAPES]
+            try:
+                path.parent.mkdir(exist_ok=True)
+                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+                try:
+                    with os.fdopen(fd, "w") as f:
+                        json.dump(names, f)
+                    os.replace(tmp, path)
+                finally:
+                    with contextlib.suppress(OSError):
+                        os.unlink(tmp)
+            except OSError:
+                pass
+        return seen
 
     def drop_blob(self, name: str) -> None:
         for path in (self.blob_path(name), self.blob_path(name).with_suffix(".json")):
