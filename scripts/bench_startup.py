@@ -130,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=5, help="timed calls per configuration (median)")
     p.add_argument("--folder-runs", type=int, default=3, help="timed calls of each folder scenario")
     p.add_argument("--model-size", default="vits", help="vits, vitb or vitl (random weights of that size)")
-    p.add_argument("--depthcli", default=shutil.which("depthcli") or "depthcli", help="the depthcli to measure")
+    beside = Path(sys.executable).parent / "depthcli"  # the one installed with this interpreter
+    p.add_argument("--depthcli", default=shutil.which("depthcli") or str(beside), help="the depthcli to measure")
     p.add_argument("--compare", default=None, help="another depthcli to measure alongside (e.g. the last release)")
     p.add_argument("--scenarios", default="photo,breakdown,folder,light")
     p.add_argument("--seed", type=int, default=1234)

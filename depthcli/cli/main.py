@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 
 from . import signals
 
@@ -31,10 +32,16 @@ class LazyGroup(click.Group):
         """The CLI run, with its signals taken for the whole of it (``cli.signals``). ``args`` None:
         the arguments are the process's own, so this is the program, which exits next."""
         signals.install()  # (again: the import took the signals only for the program itself)
+        program = args is None
         try:
             return super().main(args, *rest, **kwargs)
+        except SystemExit as e:
+            if program and isinstance(e.code, int | None):
+                signals.release(program=True)
+                _leave(e.code or 0)
+            raise
         finally:
-            signals.release(program=args is None)
+            signals.release(program=program)
 
     def make_context(self, *args, **kwargs) -> click.Context:  # noqa: ANN002, ANN003 - click's signature
         try:
@@ -94,6 +101,28 @@ def main(ctx: click.Context, debug: bool) -> None:
         from ..io.images import set_opencv_logging
 
         set_opencv_logging(verbose=True)
+
+
+def _leave(code: int) -> None:
+    """End the program now, without the interpreter's teardown. A run ends holding a compiled
+    model of a hundred MB or more and OpenVINO's thread pools; freeing them object by object and
+    unloading the plugins at shutdown costs ~0.1 s, a tenth of a one-photo call, for memory the
+    OS takes back at once. What a normal exit does that matters still happens first: the atexit
+    handlers (logging, Ray, temporary folders) and the flush of the standard streams. When
+    another Python thread that is not a daemon is still alive, this returns and the normal
+    shutdown runs instead (it waits for that thread)."""
+    import atexit
+
+    if any(t is not threading.main_thread() and t.is_alive() and not t.daemon for t in threading.enumerate()):
+        return
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):  # a reader that went away: nothing left to say to it
+            pass
+    os._exit(code)
 
 
 def _interrupted() -> click.ClickException:

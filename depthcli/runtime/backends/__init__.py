@@ -17,6 +17,8 @@ No torch here: this module is on the cached-model path.
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Callable
 from typing import Any, Protocol
 
 BACKEND_ENV = "DEPTHCLI_BACKEND"
@@ -57,10 +59,44 @@ def requested_backend(requested: str | None) -> str:
     return name
 
 
+OPENVINO_TOOLS = "openvino.tools.ovc"
+
+
+def import_openvino() -> Any:
+    """The ``openvino`` module, imported without its model-conversion tools when this process
+    has not imported it yet. ``import openvino`` also imports ``openvino.tools.ovc`` (and with
+    it the telemetry client, urllib, http and email: 0.09 s of its 0.14 s) for the one function
+    it re-exports, ``convert_model``, which only a first conversion needs; openvino's own
+    ``__init__`` treats those tools as optional, so they are left out here and brought in by
+    ``openvino_converter`` when a conversion runs. Raises what the import raises."""
+    if "openvino" in sys.modules:
+        return sys.modules["openvino"]
+    blocked = OPENVINO_TOOLS not in sys.modules
+    if blocked:
+        sys.modules[OPENVINO_TOOLS] = None  # an ImportError for openvino's optional import
+    try:
+        import openvino
+    finally:
+        if blocked and sys.modules.get(OPENVINO_TOOLS, 0) is None:
+            del sys.modules[OPENVINO_TOOLS]
+    return openvino
+
+
+def openvino_converter() -> Callable[..., Any]:
+    """``openvino.convert_model``, importing the conversion tools that ``import_openvino`` left
+    out (and putting the function back where openvino's namespace has it)."""
+    ov = import_openvino()
+    if not hasattr(ov, "convert_model"):
+        from openvino.tools.ovc import convert_model
+
+        ov.convert_model = convert_model
+    return ov.convert_model
+
+
 def openvino_import_error() -> str | None:
     """None when ``import openvino`` works, else the reason in a few words."""
     try:
-        import openvino  # noqa: F401
+        import_openvino()
     except ImportError as e:
         return str(e).splitlines()[0] if str(e) else "not installed"
     except Exception as e:  # noqa: BLE001 - a broken install raises anything; still "not usable"

@@ -117,12 +117,13 @@ def trace(module: nn.Module, example: tuple[torch.Tensor, ...], inputs: dict[str
     ``openvino.PartialShape``s: -1 marks a dynamic dimension) and outputs carry these names;
     seconds it took. Python ints that come from tensor shapes stay shape arithmetic in the
     graph; any other Python value is baked in as a constant."""
-    import openvino as ov
+    from . import openvino_converter
 
+    convert_model = openvino_converter()
     t0 = time.perf_counter()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer warnings about Python-side shape checks
-        ov_model = ov.convert_model(module.eval(), example_input=example, input=list(inputs.values()))
+        ov_model = convert_model(module.eval(), example_input=example, input=list(inputs.values()))
     for port, name in zip(ov_model.inputs, inputs, strict=True):
         port.get_tensor().set_names({name})
     for port, name in zip(ov_model.outputs, outputs, strict=True):
