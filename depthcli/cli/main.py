@@ -32,16 +32,10 @@ class LazyGroup(click.Group):
         """The CLI run, with its signals taken for the whole of it (``cli.signals``). ``args`` None:
         the arguments are the process's own, so this is the program, which exits next."""
         signals.install()  # (again: the import took the signals only for the program itself)
-        program = args is None
         try:
             return super().main(args, *rest, **kwargs)
-        except SystemExit as e:
-            if program and isinstance(e.code, int | None):
-                signals.release(program=True)
-                _leave(e.code or 0)
-            raise
         finally:
-            signals.release(program=program)
+            signals.release(program=args is None)
 
     def make_context(self, *args, **kwargs) -> click.Context:  # noqa: ANN002, ANN003 - click's signature
         try:
@@ -101,6 +95,18 @@ def main(ctx: click.Context, debug: bool) -> None:
         from ..io.images import set_opencv_logging
 
         set_opencv_logging(verbose=True)
+
+
+def run() -> None:
+    """The ``depthcli`` program (its console script and ``python -m depthcli``): the CLI, then
+    the process ends at once (``_leave``). ``main()`` itself keeps click's way of ending, a
+    ``SystemExit``, for callers that embed it."""
+    try:
+        main()
+    except SystemExit as e:
+        if isinstance(e.code, int | None):
+            _leave(e.code or 0)
+        raise
 
 
 def _leave(code: int) -> None:
