@@ -148,7 +148,9 @@ def test_image_npy_equals_the_original_pipeline(da3: DA3Setup, tmp_path: Path, b
         assert any(filled.values()) and not all(filled.values()), filled
     if backend == "openvino" and model == "DA3-SMALL":  # again, from the cache (a Hub folder's record)
         again = image_npy(da3, tmp_path, model, backend, out="again")
-        assert all(np.array_equal(again[name], depth[name]) for name in da3.photos)
+        # equal to float rounding: a run starting with the shape an earlier run started with
+        # runs its static compiled model, the first ran the dynamic one
+        assert all(rel_err(again[name], depth[name]) <= 1e-5 for name in da3.photos)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -44,8 +44,9 @@ OBJECT_STORE = 100 * 2**20  # per node: small, the tests move kilobytes
 def s3_endpoint():
     """A local S3-compatible server (moto) on 127.0.0.1, or None when moto is not installed. Its
     variables are set before the cluster starts, so the Ray workers inherit them."""
-    server = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
-    if not Path(server).exists():
+    beside = Path(sys.executable).with_name("moto_server")  # the one the test extras installed, not
+    server = str(beside) if beside.exists() else shutil.which("moto_server") or ""  # another Python's on PATH
+    if not server or not Path(server).exists():
         yield None
         return
     with socket.socket() as s:

@@ -69,7 +69,7 @@ def import_openvino() -> Any:
     it re-exports, ``convert_model``, which only a first conversion needs; openvino's own
     ``__init__`` treats those tools as optional, so they are left out here and brought in by
     ``openvino_converter`` when a conversion runs. Raises what the import raises."""
-    if "openvino" in sys.modules:
+    if sys.modules.get("openvino") is not None:
         return sys.modules["openvino"]
     blocked = OPENVINO_TOOLS not in sys.modules
     if blocked:
