@@ -915,23 +915,30 @@ def test_folder_and_glob_inputs_leave_depthcli_outputs_out(tmp_path: Path, monke
 
 def test_a_signal_inside_a_finalisation_waits_for_its_end(tmp_path: Path) -> None:
     """#25 item 3: SIGTERM landing while outputs are finalised (signals_held) is delivered once
-    they are whole: both files written, no temporary file, then the handler's interrupt."""
-    import os
-    import signal
+    they are whole: both files written, no temporary file, then the handler's interrupt. In a
+    fresh interpreter: a signal sent to the test process itself would reach whatever native
+    threads earlier tests left in it."""
+    code = f"""
+import os, signal, sys, time
+from pathlib import Path
+from depthcli.io.writers import signals_held, write_bytes
 
-    from depthcli.io.writers import signals_held, write_bytes
+def interrupt(signum, frame):
+    raise KeyboardInterrupt
 
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        with pytest.raises(KeyboardInterrupt), signals_held():
-            write_bytes(tmp_path / "a_depth.png", b"1" * 1000)
-            os.kill(os.getpid(), signal.SIGTERM)  # lands here, between the output and its sidecar
-            time.sleep(0.05)  # Python runs handlers between bytecodes: it would have run by now
-            write_bytes(tmp_path / "a_depth.json", b"{}")
-        assert signal.getsignal(signal.SIGTERM) is interrupt  # the handler is back
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_depth.json", "a_depth.png"]
+signal.signal(signal.SIGTERM, interrupt)
+out = Path({str(tmp_path)!r})
+try:
+    with signals_held():
+        write_bytes(out / "a_depth.png", b"1" * 1000)
+        os.kill(os.getpid(), signal.SIGTERM)  # lands here, between the output and its sidecar
+        time.sleep(0.05)  # Python runs handlers between bytecodes: it would have run by now
+        write_bytes(out / "a_depth.json", b"{{}}")
+    print("not interrupted")
+except KeyboardInterrupt:
+    print("interrupted after", sorted(p.name for p in out.iterdir()),
+          "handler back:", signal.getsignal(signal.SIGTERM) is interrupt)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "interrupted after ['a_depth.json', 'a_depth.png'] handler back: True"
