@@ -377,9 +377,9 @@ def run_video_job(job: Job) -> dict[str, Any]:
     predictor = _depthcli_predictor(job)
     plain_prepare = predictor.prepare
 
-    def prepare(image_bgr: np.ndarray, name: str = "image") -> Prepared:
+    def prepare(image_bgr: np.ndarray, name: str = "image", **options: Any) -> Prepared:
         """Records the preprocessing time of each frame (FrameStats folds it into total_ms)."""
-        prepared = plain_prepare(image_bgr, name)
+        prepared = plain_prepare(image_bgr, name, **options)
         prepare_ms.append(prepared.prepare_ms)
         return prepared
 
