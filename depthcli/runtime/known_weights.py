@@ -19,13 +19,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .backends.openvino_cache import cache_root
+from .backends.openvino_cache import cache_root, write_atomic
 from .fingerprint import checkpoint_files, checkpoint_sha256
 
 FORMAT = 1
@@ -82,11 +80,4 @@ def remember(path: Path, options: dict[str, Any], sha256: str, config: dict[str,
             "sha256": sha256, "config": config}
     with contextlib.suppress(OSError):
         record.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{record.name}.", dir=record.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(data, f)
-            os.replace(tmp, record)
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+        write_atomic(record, json.dumps(data).encode("utf-8"))

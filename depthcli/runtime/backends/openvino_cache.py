@@ -121,6 +121,19 @@ def graph_files(graphs: list[str]) -> list[str]:
     return [f"{g}{suffix}" for g in graphs for suffix in (".xml", ".bin")]
 
 
+def write_atomic(path: Path, data: bytes | memoryview) -> None:
+    """Write a cache file whole or not at all (a temporary file beside it, then renamed), so a
+    reader never sees half of it. Raises OSError; callers treat the cache as best effort."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
 def _crc32(path: Path) -> int:
     crc = 0
     with open(path, "rb") as f:
@@ -203,18 +216,9 @@ class Entry:
         folder = self.folder / COMPILED
         try:
             folder.mkdir(exist_ok=True)
-            crc = zlib.crc32(data)
-            for path, payload in ((self.blob_path(name), data),
-                                  (self.blob_path(name).with_suffix(".json"),
-                                   json.dumps({"size": len(data), "crc32": crc}).encode())):
-                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
-                try:
-                    with os.fdopen(fd, "wb") as f:
-                        f.write(payload)
-                    os.replace(tmp, path)
-                finally:
-                    with contextlib.suppress(OSError):
-                        os.unlink(tmp)
+            write_atomic(self.blob_path(name), data)
+            write_atomic(self.blob_path(name).with_suffix(".json"),
+                         json.dumps({"size": len(data), "crc32": zlib.crc32(data)}).encode())
         except OSError:
             return False
         self._evict_blobs()
@@ -233,18 +237,9 @@ class Entry:
         seen = name in names
         if names[:1] != [name]:
             names = [name, *[n for n in names if n != name]][:MAX_FIRST_SHAPES]
-            try:
+            with contextlib.suppress(OSError):
                 path.parent.mkdir(exist_ok=True)
-                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-                try:
-                    with os.fdopen(fd, "w") as f:
-                        json.dump(names, f)
-                    os.replace(tmp, path)
-                finally:
-                    with contextlib.suppress(OSError):
-                        os.unlink(tmp)
-            except OSError:
-                pass
+                write_atomic(path, json.dumps(names).encode())
         return seen
 
     def drop_blob(self, name: str) -> None:
