@@ -204,6 +204,15 @@ def test_shapes_compile_once_and_are_imported_by_the_next_run(models, backends, 
     sa, sb = tuple(a.shape), tuple(b.shape)
     assert used == [None, None, sa, sb, sa, sb, sb, sa]
     assert backend.compiles == 3  # dynamic, a, b: no storm
+    # a shape's own model replaced the dynamic one (one copy of the weights for a one-shape run);
+    # a new shape imports the dynamic model's blob again rather than compiling it
+    assert backend.held_shapes == [sb, sa]
+    c = sample_image(13, 56, 84)
+    with torch.inference_mode():
+        expected = models["tiny-v2"](c)
+    staged = backend.to_input(c.numpy())
+    assert staged[2].shape is None and backend.compiles == 3
+    assert max_rel_error(torch.from_numpy(backend.run(staged)["depth"]), expected) <= PARITY_TOL
     nxt = _fresh(models, ov_cache)
     for x in (b, a):
         staged = nxt.to_input(x.numpy())

@@ -189,3 +189,34 @@ def test_stream(model: VideoDepthAnything, ov_backend,  # noqa: ANN001 - OpenVin
     print(f"\n{grid}: {STREAM_FRAMES} streamed frames, max rel err per frame {max(errors):.1e} "
           f"(first frame {errors[0]:.1e})")
     assert max(errors) <= TOL
+
+
+def test_encoder_gets_its_own_static_model(model: VideoDepthAnything, tmp_path) -> None:  # noqa: ANN001
+    """A frame shape that repeats (a camera, a clip's windows) gets an encoder compiled for it,
+    exported to the cache entry; the dynamic encoder is let go; a later run imports the static one
+    at its first frame instead of compiling. Same taps as the dynamic encoder, to float rounding."""
+    from depthcli.runtime.backends.openvino_cache import ModelCache
+    from depthcli.runtime.backends.openvino_convert import backend_for_model
+    from depthcli.runtime.backends.openvino_temporal import OpenVinoTemporalBackend
+
+    cache = ModelCache(tmp_path)
+    first = backend_for_model(model, threads=1, cache=cache, weights_sha256="7" * 64)
+    clip = frames(3, GRIDS[0], seed=3).numpy()
+    dynamic_taps = first.encode(clip[:1])  # first time: the dynamic encoder
+    compiles = first.compiles
+    assert "encoder" in first._compiled and first._static_encoder is None
+    static_taps = first.encode(clip[:1])  # second time: its own model, compiled and exported
+    assert first.compiles == compiles + 1
+    assert "encoder" not in first._compiled and first._static_encoder[0] == clip[:1].shape
+    err = max(rel_err(s, d) for s, d in zip(static_taps[0], dynamic_taps[0], strict=True))
+    assert err <= TOL
+    entry = first._entry
+    name = f"encoder-static-{'x'.join(map(str, clip[:1].shape))}-f32-t1"
+    assert entry.blob_path(name).exists()
+
+    later = OpenVinoTemporalBackend.from_entry(entry, threads=1)
+    again = later.encode(clip[:1])  # imported at the first frame: nothing compiled
+    assert later.compiles == 0 and later._static_encoder is not None
+    assert max(rel_err(a, s) for a, s in zip(again[0], static_taps[0], strict=True)) == 0.0
+    later.encode(clip)  # another shape: the dynamic encoder comes back
+    assert "encoder" in later._compiled

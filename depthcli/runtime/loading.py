@@ -145,29 +145,34 @@ def build_predictor(spec: PredictorSpec):  # noqa: ANN201 - DepthPredictor
             configure_threads(dev, torch_runs_model=False)
             predictor.notes[:0] = notes
             return predictor
-        from .backends.openvino_convert import backend_for_model
+        import gc
+
+        from .backends.openvino_convert import backend_for_model, finish_first_use
         from .fingerprint import checkpoint_sha256
         from .known_weights import remember
 
         net = load_model(path, version=spec.model_version, device="cpu", dtype="fp32", label=label)
+        config = net.config
         configure_threads(dev)
         try:
             sha256 = checkpoint_sha256(path)
-            backend = backend_for_model(net, precision=precision or "fp32", weights_sha256=sha256)
+            backend = backend_for_model(net, precision=precision or "fp32", weights_sha256=sha256, compile_now=False)
+            # OpenVINO compiles its own copy of the weights: the torch one (maybe a mapped file) goes
+            # first, with the reference cycles the conversion's module copies leave, so the first
+            # run never holds both (a large model's first-run peak); a fallback loads it again
+            del net
+            gc.collect()
+            finish_first_use(backend)
         except (BackendUnavailable, MemoryError):
             raise
         except Exception as e:  # noqa: BLE001 - a conversion failure must not end an `auto` run
+            net = None  # the torch path below loads its own
             if requested == "openvino":
                 raise CheckpointError(f"{label}: cannot run on OpenVINO ({type(e).__name__}: "
                                       f"{(str(e).strip().splitlines() or [''])[0][:160]})") from e
             notes.append(f"openvino could not run this model ({type(e).__name__}): using the torch backend")
         else:
-            remember(path, options, sha256, net.config.to_dict())
-            config = net.config
-            del net  # OpenVINO holds its own copy of the weights: the torch one (maybe a mapped file) goes,
-            import gc  # with the reference cycles the conversion's module copies leave
-
-            gc.collect()
+            remember(path, options, sha256, config.to_dict())
             configure_threads(dev, torch_runs_model=False)
             predictor = _predictor_class(config)(config=config, backend=backend, **sizes)
             predictor.notes[:0] = notes

@@ -248,7 +248,7 @@ class Entry:
                 path.unlink()
 
     def _evict_blobs(self) -> None:
-        static = sorted(((p.stat().st_mtime, p) for p in (self.folder / COMPILED).glob("static-*.blob")
+        static = sorted(((p.stat().st_mtime, p) for p in (self.folder / COMPILED).glob("*static-*.blob")
                          if p.exists()), reverse=True)
         for _, path in static[MAX_STATIC_BLOBS:]:
             self.drop_blob(path.stem)

@@ -8,7 +8,6 @@ from typing import Any
 
 from torch import nn
 
-from ...model.errors import CheckpointError
 from .openvino_backend import OpenVinoBackend, home_relative, ov_version
 from .openvino_cache import ModelCache, entry_key
 from .openvino_graph import convert, float_cpu_model, position_table, recipe
@@ -17,12 +16,14 @@ from .openvino_temporal import OpenVinoTemporalBackend
 
 def backend_for_model(model: nn.Module, *, precision: str = "fp32", threads: int | None = None,
                       weights_sha256: str | None = None, cache: ModelCache | None | bool = True,
-                      static_shapes: bool = True) -> Any:
+                      static_shapes: bool = True, compile_now: bool = True) -> Any:
     """The OpenVINO backend running ``model`` (an ``OpenVinoBackend``, or for a clip model an
     ``OpenVinoTemporalBackend``): from its cache entry when one exists (keyed by
     ``weights_sha256``, the checkpoint's content; by the tensors' own hash when not given),
     else converted now, stored, and compiled for any shape (its ``notes`` say what it cost).
-    ``cache=False`` converts every time and stores nothing."""
+    ``cache=False`` converts every time and stores nothing. ``compile_now=False`` leaves that
+    first compile to ``finish_first_use``, so a caller can let the torch model go first: the
+    compile then does not hold two copies of the weights at once."""
     model = float_cpu_model(model)
     temporal = model.config.traits.temporal
     options = {"precision": precision, "threads": threads}
@@ -32,7 +33,7 @@ def backend_for_model(model: nn.Module, *, precision: str = "fp32", threads: int
     if cache is False:
         graphs, seconds = _convert(model)
         backend = kind(_recipe(model, graphs), position_table(model), **_in_memory(graphs, temporal), **options)
-        return _first_use(backend, seconds, " (not cached)")
+        return _first_use(backend, seconds, " (not cached)", compile_now)
     store = cache if isinstance(cache, ModelCache) else ModelCache()
     if weights_sha256 is None:
         from ..fingerprint import tensors_sha256
@@ -48,11 +49,11 @@ def backend_for_model(model: nn.Module, *, precision: str = "fp32", threads: int
     except OSError as e:
         backend = kind(_recipe(model, graphs), position_table(model), **_in_memory(graphs, temporal), **options)
         return _first_use(backend, seconds, f" (cannot cache it in {store.root}: {e.strerror or e}; "
-                                            f"converting every run)")
+                                            f"converting every run)", compile_now)
     del graphs  # converted graphs share the torch tensors' memory: the stored copies are compiled
     rebuilt = f"; the cached copy was broken ({problem}) and was rebuilt" if problem else ""
     backend = kind.from_entry(entry, **options)
-    return _first_use(backend, seconds, f" (cached in {home_relative(entry.folder)}{rebuilt})")
+    return _first_use(backend, seconds, f" (cached in {home_relative(entry.folder)}{rebuilt})", compile_now)
 
 
 def _convert(model: nn.Module) -> tuple[Any, float]:
@@ -74,13 +75,23 @@ def _in_memory(graphs: Any, temporal: bool) -> dict[str, Any]:
     return {"graphs": graphs} if temporal else {"graph": graphs}
 
 
-def _first_use(backend: OpenVinoBackend, converted_s: float, where: str) -> OpenVinoBackend:
-    """Compile the dynamic model at once after a conversion: to say in one line what it cost,
-    and to find a graph that does not compile here before the caller relies on it."""
-    try:
-        compile_s = backend.prepare_dynamic()
-    except CheckpointError:
-        raise
+def _first_use(backend: OpenVinoBackend, converted_s: float, where: str, compile_now: bool) -> OpenVinoBackend:
+    """Compile the dynamic model at once after a conversion (or, ``compile_now=False``, when
+    ``finish_first_use`` is called): to say in one line what it cost, and to find a graph that
+    does not compile here before the caller relies on it."""
+    backend.pending_first_use = (converted_s, where)
+    return finish_first_use(backend) if compile_now else backend
+
+
+def finish_first_use(backend: Any) -> Any:
+    """The first compile after a conversion, when ``backend_for_model`` left it pending (else
+    nothing): raises what compiling raises."""
+    pending = getattr(backend, "pending_first_use", None)
+    if pending is None:
+        return backend
+    converted_s, where = pending
+    backend.pending_first_use = None
+    compile_s = backend.prepare_dynamic()
     backend.notes.insert(0, f"openvino {ov_version()}: converted the model in {converted_s:.1f} s{where}, "
                             f"compiled it for the CPU ({_precision(backend)}, {backend.threads} "
                             f"thread{'s' if backend.threads != 1 else ''}) in {compile_s:.1f} s")
