@@ -558,3 +558,31 @@ def test_choose_backend_rules(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DEPTHCLI_BACKEND", "onnx")
     with pytest.raises(BackendUnavailable, match="DEPTHCLI_BACKEND"):
         choose_backend(None, cpu)
+
+
+def test_a_first_compile_that_fails_falls_back_to_torch_under_auto(tiny_ckpt: str, tmp_path: Path,  # noqa: ANN001
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first compile runs after the torch model was let go (the first run's peak): when it
+    fails, ``auto`` loads the model again and runs torch, with a note; ``--backend openvino`` is a
+    model error (exit 3 in the CLI); nothing is remembered for the next run to trust."""
+    from depthcli.model.errors import CheckpointError
+    from depthcli.runtime import known_weights
+    from depthcli.runtime.loading import build_predictor
+    from depthcli.runtime.spec import PredictorSpec
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+
+    def broken(self) -> float:  # noqa: ANN001
+        raise RuntimeError("no kernel for this graph here")
+
+    monkeypatch.setattr(OpenVinoBackend, "prepare_dynamic", broken)
+    remembered = []
+    monkeypatch.setattr(known_weights, "remember", lambda *a, **k: remembered.append(a))
+    predictor = build_predictor(PredictorSpec(model=tiny_ckpt, size=70, backend="auto"))
+    assert predictor.backend.name == "torch"
+    assert any("openvino could not run this model (RuntimeError)" in n for n in predictor.notes), predictor.notes
+    image = np.random.default_rng(2).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    assert np.isfinite(predictor(image).depth_hw).all()
+    with pytest.raises(CheckpointError, match="cannot run on OpenVINO"):
+        build_predictor(PredictorSpec(model=tiny_ckpt, size=70, backend="openvino"))
+    assert remembered == []

@@ -41,8 +41,8 @@ def backend_for_model(model: nn.Module, *, precision: str = "fp32", threads: int
         weights_sha256 = tensors_sha256(model.state_dict())
     key, material = entry_key(weights_sha256, model.config.to_dict())
     entry, problem = store.find(key)
-    if entry is not None:
-        return kind.from_entry(entry, **options)
+    if entry is not None:  # converted before, maybe by a run whose first compile failed: try it now
+        return _first_use(kind.from_entry(entry, **options), None, "", compile_now)
     graphs, seconds = _convert(model)
     try:
         entry = store.store(key, graphs, material, _recipe(model, graphs), position_table(model))
@@ -75,10 +75,11 @@ def _in_memory(graphs: Any, temporal: bool) -> dict[str, Any]:
     return {"graphs": graphs} if temporal else {"graph": graphs}
 
 
-def _first_use(backend: OpenVinoBackend, converted_s: float, where: str, compile_now: bool) -> OpenVinoBackend:
-    """Compile the dynamic model at once after a conversion (or, ``compile_now=False``, when
-    ``finish_first_use`` is called): to say in one line what it cost, and to find a graph that
-    does not compile here before the caller relies on it."""
+def _first_use(backend: OpenVinoBackend, converted_s: float | None, where: str, compile_now: bool) -> OpenVinoBackend:
+    """Compile (or import) the dynamic model at once (or, ``compile_now=False``, when
+    ``finish_first_use`` is called): to find a graph that does not compile here before the
+    caller relies on it (``auto`` then falls back to torch), and after a conversion (``converted_s``
+    not None) to say in one line what it cost."""
     backend.pending_first_use = (converted_s, where)
     return finish_first_use(backend) if compile_now else backend
 
@@ -92,6 +93,8 @@ def finish_first_use(backend: Any) -> Any:
     converted_s, where = pending
     backend.pending_first_use = None
     compile_s = backend.prepare_dynamic()
+    if converted_s is None:
+        return backend
     backend.notes.insert(0, f"openvino {ov_version()}: converted the model in {converted_s:.1f} s{where}, "
                             f"compiled it for the CPU ({_precision(backend)}, {backend.threads} "
                             f"thread{'s' if backend.threads != 1 else ''}) in {compile_s:.1f} s")
