@@ -156,7 +156,8 @@ def build_predictor(spec: PredictorSpec):  # noqa: ANN201 - DepthPredictor
         configure_threads(dev)
         try:
             sha256 = checkpoint_sha256(path)
-            backend = backend_for_model(net, precision=precision or "fp32", weights_sha256=sha256, compile_now=False)
+            backend = backend_for_model(net, precision=precision or "fp32", weights_sha256=sha256,
+                                        defer_first_compile=True)
             # OpenVINO compiles its own copy of the weights: the torch one (maybe a mapped file) goes
             # first, with the reference cycles the conversion's module copies leave, so the first
             # run never holds both (a large model's first-run peak); a fallback loads it again

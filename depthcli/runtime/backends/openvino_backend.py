@@ -110,8 +110,7 @@ class OpenVinoBackend:
 
     # ------------------------------------------------------------------------- compiling
     def _blob_name(self, shape: tuple[int, ...] | None) -> str:
-        kind = "dynamic" if shape is None else "static-" + "x".join(map(str, shape))
-        return f"{kind}-{self._ov_precision}-t{self.threads}"
+        return blob_name(shape, self._ov_precision, self.threads)
 
     def _graph_for_compile(self) -> Any:
         """A fresh copy of the stored float32 ``openvino.Model`` (dynamic shapes), read from the
@@ -130,15 +129,9 @@ class OpenVinoBackend:
     def _compile(self, shape: tuple[int, ...] | None) -> _Compiled:
         """The model for ``shape`` (None: dynamic), imported from its blob when an earlier run
         exported one, else compiled (and exported for the next run)."""
-        import openvino as ov
-
         def graph() -> Any:
             g = self._graph_for_compile()
-            if shape is not None:
-                tokens = 1 + (shape[2] // PATCH_SIZE) * (shape[3] // PATCH_SIZE)
-                g.reshape({g.inputs[0]: ov.PartialShape(list(shape)),
-                           g.inputs[1]: ov.PartialShape([1, tokens, self.embed_dim])})
-            return g
+            return g if shape is None else fix_input_shape(g, shape, self.embed_dim)
 
         compiled, blob, compiled_here = compile_or_import(self._core, self._config, self._entry,
                                                           self._blob_name(shape), graph, self.notes)
@@ -214,6 +207,24 @@ class OpenVinoBackend:
     def held_shapes(self) -> list[tuple[int, ...] | None]:
         """The shapes of the compiled models held now, least recently used first (None: dynamic)."""
         return list(self._held)
+
+
+def blob_name(shape: tuple[int, ...] | None, ov_precision: str, threads: int, graph: str | None = None) -> str:
+    """The cache entry's name for a compiled model: of ``graph`` (a clip model's; None: the one
+    graph of a per-image model), for ``shape`` (None: the dynamic model), precision and threads."""
+    kind = "dynamic" if shape is None else "static-" + "x".join(map(str, shape))
+    return f"{graph + '-' if graph else ''}{kind}-{ov_precision}-t{threads}"
+
+
+def fix_input_shape(graph: Any, shape: tuple[int, ...], embed_dim: int) -> Any:
+    """``graph`` (inputs: image, position) reshaped for images of exactly ``shape`` (N, 3, H, W):
+    what a model compiled for one shape is compiled from."""
+    import openvino as ov
+
+    tokens = 1 + (shape[2] // PATCH_SIZE) * (shape[3] // PATCH_SIZE)
+    graph.reshape({graph.inputs[0]: ov.PartialShape(list(shape)),
+                   graph.inputs[1]: ov.PartialShape([1, tokens, embed_dim])})
+    return graph
 
 
 def setup_cpu(backend: Any, precision: str, threads: int | None) -> None:

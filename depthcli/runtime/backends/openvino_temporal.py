@@ -25,7 +25,7 @@ from ...model.configs import PATCH_SIZE
 from ...model.errors import CheckpointError
 from ..position import PositionCache
 from . import precision_name
-from .openvino_backend import STATIC_AFTER, compile_or_import, setup_cpu
+from .openvino_backend import STATIC_AFTER, _Compiled, blob_name, compile_or_import, fix_input_shape, setup_cpu
 from .openvino_cache import Entry, read_graph
 
 TAPS = 4  # tapped encoder levels: the decode graphs' first inputs
@@ -48,7 +48,7 @@ class OpenVinoTemporalBackend:
         self._lock = threading.Lock()
         self._context_buffers: dict[int, np.ndarray] = {}  # streaming: see _context_input
         self._encoder_seen: Counter[tuple[int, ...]] = Counter()
-        self._static_encoder: tuple[tuple[int, ...], Any, Any, Any] | None = None  # shape, compiled, request, blob
+        self._static_encoder: _Compiled | None = None  # the encoder compiled for one shape, when held
         self.compiles = 0
 
     @classmethod
@@ -73,7 +73,7 @@ class OpenVinoTemporalBackend:
         with self._lock:
             if name not in self._compiled:
                 compiled, blob, here = compile_or_import(
-                    self._core, self._config, self._entry, f"{name}-dynamic-{self._ov_precision}-t{self.threads}",
+                    self._core, self._config, self._entry, blob_name(None, self._ov_precision, self.threads, name),
                     lambda: self._graph(name), self.notes)
                 self.compiles += here
                 self._compiled[name] = (compiled, compiled.create_infer_request(), blob)
@@ -85,28 +85,19 @@ class OpenVinoTemporalBackend:
         with self._lock:
             self._encoder_seen[shape] += 1
             held = self._static_encoder
-            if held is not None and held[0] == shape:
-                return held[2]
-            name = f"encoder-static-{'x'.join(map(str, shape))}-{self._ov_precision}-t{self.threads}"
+            if held is not None and held.shape == shape:
+                return held.request
+            name = blob_name(shape, self._ov_precision, self.threads, "encoder")
             exported = self._entry is not None and self._entry.blob_path(name).exists()
             if self._encoder_seen[shape] >= STATIC_AFTER or exported:
                 self._static_encoder = None  # the one held goes before the new one comes
-
-                def graph() -> Any:
-                    import openvino as ov
-
-                    g = self._graph("encoder")
-                    tokens = 1 + (shape[2] // PATCH_SIZE) * (shape[3] // PATCH_SIZE)
-                    g.reshape({g.inputs[0]: ov.PartialShape(list(shape)),
-                               g.inputs[1]: ov.PartialShape([1, tokens, int(self.recipe["embed_dim"])])})
-                    return g
-
-                compiled, blob, here = compile_or_import(self._core, self._config, self._entry, name, graph,
-                                                         self.notes)
+                compiled, blob, here = compile_or_import(
+                    self._core, self._config, self._entry, name,
+                    lambda: fix_input_shape(self._graph("encoder"), shape, int(self.recipe["embed_dim"])), self.notes)
                 self.compiles += here
-                self._static_encoder = (shape, compiled, compiled.create_infer_request(), blob)
+                self._static_encoder = _Compiled(compiled, shape, blob)
                 self._compiled.pop("encoder", None)  # its weights go; imported again if a new shape comes
-                return self._static_encoder[2]
+                return self._static_encoder.request
         return self._request("encoder")
 
     def prepare_dynamic(self) -> float:
