@@ -1,6 +1,6 @@
 """Video Depth Anything's OpenVINO graphs (``backends/openvino_temporal_graph``) give the torch
 model's results in float32, at two patch grids (non-square both ways) from the same converted
-graphs: the encoder's taps, a 32-frame window's depth, and 40 frames of streaming mode run
+graphs: the encoder's taps, a 32-frame window's depth, and 48 frames of streaming mode run
 through ``StreamCache`` as ``runtime/temporal.StreamRun`` runs them, once on the torch model
 (``TorchTemporalBackend``) and once on the graphs (``OpenVinoTemporalBackend``, the runtime's
 own, over the converted graphs in memory).
@@ -36,7 +36,7 @@ from depthcli.runtime.backends.openvino_temporal_graph import (  # noqa: E402
 
 TOL = 1e-5
 GRIDS = [(4, 5), (6, 4)]  # patch grids: wider, then taller; 5 is odd (the 1/2x level rounds up)
-STREAM_FRAMES = 40  # past 32 + 10: StreamCache starts dropping old states
+STREAM_FRAMES = 48  # past 42: StreamCache drops old states, and the second-oldest slides (two slots written)
 ENCODER = encoder_for_shapes(64, 4, 2, out_channels=(32, 32, 64, 64), features=64)
 
 
@@ -130,14 +130,15 @@ def test_graph_inputs_and_outputs(model: VideoDepthAnything, converted: dict) ->
     assert names["encoder"] == (["image", "position"], list(TAPS))
     assert names["window"] == ([*TAPS[2:], "grid"], ["path"])
     assert names["window_fine"] == ([*TAPS[:2], "path", "grid"], ["depth"])
-    assert names["stream"] == ([*TAPS, "grid", *PAST], ["depth", *NEW_STATES])
+    assert names["stream"] == ([*TAPS, "grid", *PAST, "positions"], ["depth", *NEW_STATES])
     assert names["stream_first"] == ([*TAPS, "grid"], ["depth", *NEW_STATES])
     shapes = {name: [str(p.get_partial_shape()) for p in g.inputs] for name, (g, _) in converted.items()}
     assert shapes["encoder"] == ["[?,3,?,?]", f"[1,?,{c}]"]
     assert shapes["window"] == [f"[{WINDOW},?,{c}]"] * 2 + ["[?,?]"]
     assert shapes["window_fine"] == [f"[?,?,{c}]"] * 2 + [f"[?,{ENCODER.features},?,?]", "[?,?]"]
     assert shapes["stream"] == [f"[1,?,{c}]"] * 4 + ["[?,?]"] + [f"[?,{STREAM_CONTEXT},{ch}]"
-                                                             for ch in state_channels(model)]
+                                                             for ch in state_channels(model)] + [
+        f"[{STREAM_CONTEXT + 1}]"]
     assert all(not p.get_partial_shape().is_static for g, _ in converted.values() for p in g.outputs)
 
 
@@ -180,6 +181,8 @@ def test_stream(model: VideoDepthAnything, ov_backend,  # noqa: ANN001 - OpenVin
     clip = frames(STREAM_FRAMES, grid, seed=10 + grid[1]).numpy()
     expected = stream_run(TorchTemporalBackend(model), clip)
     actual = stream_run(ov_backend, clip)
+    # from the stream's third frame on, a model compiled for this grid (the dynamic one let go)
+    assert ov_backend._static["stream"].shape == grid and "stream" not in ov_backend._compiled
     errors = [rel_err(a, e) for a, e in zip(actual, expected, strict=True)]
     assert_structured(np.stack(expected))
     # the states' layout: what the runtime caches and concatenates
@@ -204,10 +207,10 @@ def test_encoder_gets_its_own_static_model(model: VideoDepthAnything, tmp_path) 
     clip = frames(3, GRIDS[0], seed=3).numpy()
     dynamic_taps = first.encode(clip[:1])  # first time: the dynamic encoder
     compiles = first.compiles
-    assert "encoder" in first._compiled and first._static_encoder is None
+    assert "encoder" in first._compiled and "encoder" not in first._static
     static_taps = first.encode(clip[:1])  # second time: its own model, compiled and exported
     assert first.compiles == compiles + 1
-    assert "encoder" not in first._compiled and first._static_encoder.shape == clip[:1].shape
+    assert "encoder" not in first._compiled and first._static["encoder"].shape == clip[:1].shape
     err = max(rel_err(s, d) for s, d in zip(static_taps[0], dynamic_taps[0], strict=True))
     assert err <= TOL
     entry = first._entry
@@ -216,7 +219,7 @@ def test_encoder_gets_its_own_static_model(model: VideoDepthAnything, tmp_path) 
 
     later = OpenVinoTemporalBackend.from_entry(entry, threads=1)
     again = later.encode(clip[:1])  # imported at the first frame: nothing compiled
-    assert later.compiles == 0 and later._static_encoder is not None
+    assert later.compiles == 0 and "encoder" in later._static
     assert max(rel_err(a, s) for a, s in zip(again[0], static_taps[0], strict=True)) == 0.0
     later.encode(clip)  # another shape: the dynamic encoder comes back
     assert "encoder" in later._compiled

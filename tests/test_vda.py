@@ -32,6 +32,7 @@ from depthcli import load_model
 from depthcli.model import CheckpointError, DepthAnything, read_checkpoint, save_safetensors
 from depthcli.model.configs import ENCODERS, INVERSE_DEPTH, METRIC_DEPTH
 from depthcli.model.video_depth_anything import (
+    ContextSlots,
     StreamCache,
     VDAConfig,
     VideoDepthAnything,
@@ -165,19 +166,30 @@ def window_mode(model: VideoDepthAnything, clip: np.ndarray, size: int) -> tuple
 
 
 @torch.no_grad()
-def stream_mode(model: VideoDepthAnything, clip: np.ndarray, size: int, expected_context=None
-                ) -> list[np.ndarray]:
+def stream_mode(model: VideoDepthAnything, clip: np.ndarray, size: int, expected_context=None,
+                slots: bool = False) -> list[np.ndarray]:
+    """Streaming as ``runtime/temporal.StreamRun`` drives it: the cached states concatenated in
+    frame order (the torch backend), or held in place as ``ContextSlots`` places them (what the
+    OpenVINO backend feeds its graph, here on the torch model's ``attend_slots``)."""
     h, w = clip.shape[1:3]
     size = network_size_rule(h, w, size)
-    cache = StreamCache()
+    cache, placer, held = StreamCache(), ContextSlots(), None
     depth_frames = []
     for i, frame in enumerate(clip):
         x = vda_input(frame, size)[None]
         context = cache.context()
         if expected_context is not None:
             assert cache.context_frames() == expected_context[i], f"frame {i}"
-        depth, states = model.decode(model.encode(x), x.shape[-2] // 14, x.shape[-1] // 14, 1,
-                                     concat_states(context) if context else None)
+        cached, positions = concat_states(context) if context else None, None
+        if context and slots:
+            writes, places = placer.place(context)
+            if held is None:
+                held = [torch.empty(c.shape) for c in cached]
+            for slot, states in writes:
+                for buffer, state in zip(held, states, strict=True):
+                    buffer[:, slot] = state[:, 0]
+            cached, positions = held, torch.tensor(places)
+        depth, states = model.decode(model.encode(x), x.shape[-2] // 14, x.shape[-1] // 14, 1, cached, positions)
         cache.add(states)
         assert cache.held <= WINDOW + 10
         depth_frames.append(to_frame_size(depth, h, w)[0])
@@ -283,7 +295,8 @@ def test_window_plan_and_aligner_bookkeeping() -> None:
 
 
 # ----------------------------------------------------------------------------------- streaming mode
-def test_stream_mode_matches_infer_video_depth_one(originals: Originals, ours: dict) -> None:
+@pytest.mark.parametrize("slots", [False, True], ids=["concatenated", "slots"])
+def test_stream_mode_matches_infer_video_depth_one(originals: Originals, ours: dict, slots: bool) -> None:
     clip = make_clip(50, 48, 64, seed=11)
     stream = originals.stream(**VITS).eval()
     stream.load_state_dict(originals.relative.state_dict(), strict=True)
@@ -293,9 +306,9 @@ def test_stream_mode_matches_infer_video_depth_one(originals: Originals, ours: d
             ids = stream.frame_id_list
             expected_context.append(ids[0:2] + ids[-WINDOW + 3:] if ids else [])
             expected.append(stream.infer_video_depth_one(frame, input_size=SIZE, device="cpu", fp32=True))
-    actual = stream_mode(ours[False], clip, SIZE, expected_context)
+    actual = stream_mode(ours[False], clip, SIZE, expected_context, slots=slots)
     err = max_rel_per_frame(actual, np.stack(expected))
-    print(f"\nstreaming mode, 50 frames: max rel err per frame {err:.1e}")
+    print(f"\nstreaming mode ({'slots' if slots else 'concatenated'}), 50 frames: max rel err per frame {err:.1e}")
     assert err <= TOL
 
 
@@ -307,6 +320,35 @@ def test_stream_cache_context() -> None:
     assert cache.context()[0] == "s0" and len(cache.context()) == WINDOW - 1
     assert cache.context_frames() == [0, 9, *range(21, 50)]
     assert cache.held == 42
+
+
+def test_context_slots_write_only_what_changed() -> None:
+    """Slots written as ``ContextSlots`` says hold, read in ``positions`` order, exactly the
+    context ``StreamCache`` gives, frame after frame; and after the first fill only the new
+    frame and the sliding second-oldest one are written."""
+    cache, placer = StreamCache(), ContextSlots()
+    store: list[object] = [None] * (WINDOW - 1)
+    assert cache.context() == []
+    for frame in range(80):
+        context = cache.context()
+        if context:
+            writes, positions = placer.place(context)
+            for slot, state in writes:
+                store[slot] = state
+            assert positions[-1] == len(context) and sorted(positions[:-1]) == list(range(len(context)))
+            in_order = [None] * len(context)
+            for slot, place in enumerate(positions[:-1]):
+                in_order[place] = store[slot]
+            assert in_order == context, f"frame {frame}"
+            # frame 1 fills every slot (frame 0's copies); then the newest frame, and from frame
+            # 42 on also the second-oldest (until then one of frame 0's copies)
+            assert len(writes) == (WINDOW - 1 if frame == 1 else 1 if frame < 42 else 2), f"frame {frame}"
+        cache.add(object())
+    placer.clear()  # a new stream: everything written again
+    writes, _ = placer.place(cache.context())
+    assert len(writes) == WINDOW - 1
+    with pytest.raises(ValueError, match="slots"):
+        placer.place(cache.context()[:5])
 
 
 # ----------------------------------------------------------------------------------- checkpoints

@@ -18,7 +18,7 @@ _LAZY = {
     "VDAConfig": ".config", "network_size_rule": ".config",
     "VideoDepthAnything": ".model",
     "WindowPlanner": ".schedule", "WindowAligner": ".schedule", "Window": ".schedule",
-    "StreamCache": ".schedule",
+    "StreamCache": ".schedule", "ContextSlots": ".schedule",
 }
 
 __all__ = list(_LAZY)

@@ -40,20 +40,23 @@ class TemporalDPTHead(nn.Module):
         self.output = DepthHead(enc.features)
 
     def forward(self, tokens: list[torch.Tensor], grid_h: int, grid_w: int, frames: int,
-                cached: Sequence[torch.Tensor] | None = None) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+                cached: Sequence[torch.Tensor] | None = None, positions: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """Tapped tokens of B clips x ``frames`` frames -> (B x frames, H, W) depth and the
         ``STATES`` hidden states (module-major). ``cached``: the same states of earlier frames
-        (streaming mode), each concatenated along its time axis.
+        (streaming mode), each concatenated along its time axis, or held in slots whose sequence
+        positions ``positions`` gives (``TemporalAttention.attend_slots``).
 
         The fine half sees each frame alone: ``FINE_CHUNK`` frames at a time, as the original
         does, holds an eighth of a window's largest maps at once."""
-        path, states = self.coarse(tokens[2:], grid_h, grid_w, frames, cached)
+        path, states = self.coarse(tokens[2:], grid_h, grid_w, frames, cached, positions)
         depth = torch.cat([self.fine([t[i:i + FINE_CHUNK] for t in tokens[:2]], path[i:i + FINE_CHUNK],
                                      grid_h, grid_w) for i in range(0, path.shape[0], FINE_CHUNK)])
         return depth, states
 
     def coarse(self, tokens: list[torch.Tensor], grid_h: int, grid_w: int, frames: int,
-               cached: Sequence[torch.Tensor] | None = None) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+               cached: Sequence[torch.Tensor] | None = None, positions: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """The temporal half: taps 2 and 3 of B clips x ``frames`` frames -> the fusion path at
         level 1's size (2 grid_h x 2 grid_w), where every motion module has run, and the states."""
         if cached is not None and len(cached) != STATES:
@@ -64,7 +67,7 @@ class TemporalDPTHead(nn.Module):
             past = None if cached is None else cached[i * STATES_PER_MODULE:(i + 1) * STATES_PER_MODULE]
 
             def run(maps_nchw: torch.Tensor) -> torch.Tensor:
-                maps_nchw, states[i] = self.motion[i](maps_nchw, frames, past)
+                maps_nchw, states[i] = self.motion[i](maps_nchw, frames, past, positions)
                 return maps_nchw
             return run
 

@@ -35,13 +35,15 @@ class VideoDepthAnything(nn.Module):
         return self.encoder(frames_nchw, self.config.taps)
 
     def decode(self, features: Features, grid_h: int, grid_w: int, frames: int,
-               cached: Sequence[torch.Tensor] | None = None) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+               cached: Sequence[torch.Tensor] | None = None, positions: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """Features of B clips x ``frames`` consecutive frames (clip-major) -> (B x frames, H, W)
         depth at the network resolution (H = 14 grid_h), and the temporal hidden states.
 
         Streaming mode: ``frames=1`` and ``cached`` = ``concat_states`` of earlier frames' hidden
-        states; the returned states are the new frame's, to cache in turn."""
-        return self.head(features, grid_h, grid_w, frames, cached)
+        states; the returned states are the new frame's, to cache in turn. With ``positions``,
+        ``cached`` holds the earlier frames in slots, in any order (``ContextSlots``)."""
+        return self.head(features, grid_h, grid_w, frames, cached, positions)
 
     def forward(self, frames_btchw: torch.Tensor) -> torch.Tensor:
         b, t, _, h, w = frames_btchw.shape

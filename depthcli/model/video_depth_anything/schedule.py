@@ -26,6 +26,8 @@ references), so memory stays within one window whatever the clip's length.
 Streaming mode (the original ``video_depth_stream.py``): one frame in, one depth out. The new
 frame's motion modules attend to cached hidden states of 31 earlier frames; ``StreamCache`` keeps
 the original's choice of which (frame 0's, one from about 41 frames back, the latest 29).
+``ContextSlots`` lets a runtime keep those states in place: from one frame to the next the
+context changes by two frames, so two are written, not 31 copied.
 """
 from __future__ import annotations
 
@@ -47,6 +49,7 @@ FINAL_BEFORE = WINDOW - BLEND  # 24: positions below this are final once the win
 STREAM_HEAD = 2  # oldest cached states a streaming frame attends to (frame 0's, and one sliding)
 STREAM_TAIL = WINDOW - 3  # 29 latest cached states
 STREAM_GAP = STEP * 2 - 1 - FIT  # 41: the original's ``gap``, past which old states are dropped
+STREAM_CONTEXT = STREAM_HEAD + STREAM_TAIL  # 31 cached states a streaming frame attends to
 
 
 # ----------------------------------------------------------------------------------- windows
@@ -260,3 +263,51 @@ class StreamCache:
     @staticmethod
     def _pick(held: list) -> list:
         return held[:STREAM_HEAD] + held[-STREAM_TAIL:] if held else []
+
+
+class ContextSlots:
+    """The streaming context held in place: ``STREAM_CONTEXT`` slots, each holding one cached
+    state object, in any order (``TemporalAttention.attend_slots`` takes each slot's sequence
+    position instead of a frame order).
+
+    ``place(context)`` keeps every slot whose state is still in ``context`` (matched by
+    identity: the same object is the same frame's states; frame 0's copies fill several slots)
+    and says which states to write into the others. From one frame to the next
+    ``StreamCache.context()`` gains the newest frame and, once frame 0's copies are used up,
+    changes its second-oldest entry: at most two slots are written per frame, where
+    concatenating the context copies all 31.
+    """
+
+    def __init__(self, slots: int = STREAM_CONTEXT) -> None:
+        self._held: list[object | None] = [None] * slots
+
+    def clear(self) -> None:
+        """Forget what the slots hold (a new stream, or the runtime's buffers were replaced)."""
+        self._held = [None] * len(self._held)
+
+    def place(self, context: Sequence[object]) -> tuple[list[tuple[int, object]], list[int]]:
+        """(writes, positions) for ``context`` (oldest first): ``writes`` = (slot, state) to copy
+        into the runtime's slots, ``positions[slot]`` = that slot's place in ``context``, then the
+        new frame's place, ``len(context)``."""
+        n = len(self._held)
+        if len(context) != n:
+            raise ValueError(f"a streaming context of {len(context)} states for {n} slots")
+        holding: dict[int, list[int]] = {}
+        for slot, state in enumerate(self._held):
+            if state is not None:
+                holding.setdefault(id(state), []).append(slot)
+        positions = [-1] * n
+        unplaced = []
+        for place, state in enumerate(context):
+            slots = holding.get(id(state))
+            if slots:
+                positions[slots.pop()] = place
+            else:
+                unplaced.append(place)
+        free = [slot for slot in range(n) if positions[slot] < 0]
+        writes = []
+        for slot, place in zip(free, unplaced, strict=True):
+            self._held[slot] = context[place]
+            positions[slot] = place
+            writes.append((slot, context[place]))
+        return writes, [*positions, n]

@@ -49,12 +49,20 @@ class TemporalBlock(nn.Module):
         self.ff_norm = nn.LayerNorm(dim)
         self.ff = GegluFeedForward(dim)
 
-    def forward(self, seq_stc: torch.Tensor, past: Sequence[torch.Tensor] | None = None
-                ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(self, seq_stc: torch.Tensor, past: Sequence[torch.Tensor] | None = None,
+                positions: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``past``: each attention's states of earlier frames, concatenated in frame order, or,
+        with ``positions``, held in slots (``TemporalAttention.attend_slots``)."""
         states = []
         for i, (norm, attn) in enumerate(zip(self.attn_norms, self.attns, strict=True)):
             normed = norm(seq_stc)
-            seq_stc = attn(normed, None if past is None else past[i]) + seq_stc
+            if past is None:
+                attended = attn(normed)
+            elif positions is None:
+                attended = attn(normed, past[i])
+            else:
+                attended = attn.attend_slots(normed, past[i], positions)
+            seq_stc = attended + seq_stc
             states.append(normed)
         return self.ff(self.ff_norm(seq_stc)) + seq_stc, states
 
@@ -67,11 +75,12 @@ class MotionModule(nn.Module):
         self.blocks = nn.ModuleList(TemporalBlock(channels, max_frames) for _ in range(BLOCKS))
         self.proj_out = nn.Linear(channels, channels)
 
-    def forward(self, maps_nchw: torch.Tensor, frames: int, past: Sequence[torch.Tensor] | None = None
-                ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    def forward(self, maps_nchw: torch.Tensor, frames: int, past: Sequence[torch.Tensor] | None = None,
+                positions: torch.Tensor | None = None) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """(B x T, C, H, W) maps of T-frame clips (frame-major within each clip) -> the same shape,
         and this module's hidden states, each (B x H x W, T, C). ``past``: the module's states of
-        earlier frames, (B x H x W, P, C) each, for streaming mode."""
+        earlier frames, (B x H x W, P, C) each, for streaming mode: in frame order, or in slots
+        whose sequence positions ``positions`` gives (``TemporalBlock``)."""
         n, c, h, w = maps_nchw.shape
         if n % frames:
             raise ValueError(f"{n} maps are not whole clips of {frames} frames")
@@ -82,27 +91,27 @@ class MotionModule(nn.Module):
         states: list[torch.Tensor] = []
         for i, block in enumerate(self.blocks):
             block_past = None if past is None else past[i * ATTENTIONS_PER_BLOCK:(i + 1) * ATTENTIONS_PER_BLOCK]
-            seq_stc, block_states = _chunked(block, seq_stc, block_past)
+            seq_stc, block_states = _chunked(block, seq_stc, block_past, positions)
             states.extend(block_states)
         seq_stc = self.proj_out(seq_stc)
         out_nchw = seq_stc.reshape(b, h * w, frames, c).permute(0, 2, 3, 1).reshape(n, c, h, w)
         return out_nchw + maps_nchw, tuple(states)
 
 
-def _chunked(block: TemporalBlock, seq_stc: torch.Tensor, past: Sequence[torch.Tensor] | None
-             ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def _chunked(block: TemporalBlock, seq_stc: torch.Tensor, past: Sequence[torch.Tensor] | None,
+             positions: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """``block`` over the pixel sequences ``SEQUENCE_CHUNK`` at a time: each pixel's sequence is
     independent (frames meet only along T), so the result is the same, and the feed-forward's
     8x-wide hidden layer is held for a chunk, not for every pixel of a window at once. Not
     while tracing: a loop over a dynamic size would be baked in (the OpenVINO graphs)."""
     n = seq_stc.shape[0]
     if torch.jit.is_tracing() or n <= SEQUENCE_CHUNK:
-        return block(seq_stc, past)
+        return block(seq_stc, past, positions)
     outs: list[torch.Tensor] = []
     parts: list[list[torch.Tensor]] = []
     for start in range(0, n, SEQUENCE_CHUNK):
         rows = slice(start, start + SEQUENCE_CHUNK)
-        out, states = block(seq_stc[rows], None if past is None else [p[rows] for p in past])
+        out, states = block(seq_stc[rows], None if past is None else [p[rows] for p in past], positions)
         outs.append(out)
         parts.append(states)
     return torch.cat(outs), [torch.cat(s) for s in zip(*parts, strict=True)]

@@ -10,6 +10,15 @@ normalised inputs this attention saw for earlier frames (the model returns them 
 states). They are concatenated in front of the new frame, encoded by position as one sequence,
 and only the new frame is queried: the same output it would get as the last frame of a window
 holding exactly those frames.
+
+``attend_slots`` computes the same thing with less work and no concatenation, for a runtime that
+keeps the cached states in place (a slot per frame, in any order) and writes only new frames'
+states (the OpenVINO streaming graph). Every projection is linear, so instead of projecting
+the keys and values of all 32 frames for one query it moves them onto the query side:
+``q . W_k (x + p) = (W_k^T q) . x + (W_k^T q) . p`` and ``sum_j a_j W_v (x_j + p_j) = W_v sum_j
+a_j (x_j + p_j)``. Each cached state is then read twice (scores, weighted sum) and never
+projected or copied; the position term uses each slot's position, so slot order is free. Same
+math, float32 rounding apart.
 """
 from __future__ import annotations
 
@@ -61,3 +70,23 @@ class TemporalAttention(nn.Module):
 
         out = F.scaled_dot_product_attention(heads(q), heads(self.k(seq)), heads(self.v(seq)))
         return self.proj(out.transpose(1, 2).reshape(s, t, c))
+
+    def attend_slots(self, frame_s1c: torch.Tensor, slots_spc: torch.Tensor, positions: torch.Tensor
+                     ) -> torch.Tensor:
+        """``forward(frame, past)`` of one new frame, with the past as ``slots`` (S, P, C) in any
+        order: ``positions`` (P + 1,) int64 gives each slot's place in the sequence ``forward``
+        would build, then the new frame's (P). See the module docstring."""
+        s, _, c = frame_s1c.shape
+        h, d = self.heads, c // self.heads
+        table_lc = self.frame_positions[0].to(frame_s1c.dtype).index_select(0, positions)
+        slot_table_pc, own_sc = table_lc[:-1], frame_s1c[:, 0] + table_lc[-1]
+        q_hsd = self.q(own_sc).reshape(s, h, d).transpose(0, 1)
+        qk_shc = torch.matmul(q_hsd, self.k.weight.reshape(h, d, c)).transpose(0, 1)  # W_k^T q per head
+        scores_shl = torch.cat((torch.matmul(qk_shc, slots_spc.transpose(1, 2)) + torch.matmul(qk_shc, slot_table_pc.T),
+                                (qk_shc * own_sc.unsqueeze(1)).sum(-1, keepdim=True)), dim=-1)
+        weights_shl = torch.softmax(scores_shl * d ** -0.5, dim=-1)
+        past_w_shp, own_w_sh1 = weights_shl[..., :-1], weights_shl[..., -1:]
+        mixed_shc = (torch.matmul(past_w_shp, slots_spc) + torch.matmul(past_w_shp, slot_table_pc)
+                     + own_w_sh1 * own_sc.unsqueeze(1))
+        out_hsd = torch.matmul(mixed_shc.transpose(0, 1), self.v.weight.reshape(h, d, c).transpose(1, 2))
+        return self.proj(out_hsd.transpose(0, 1).reshape(s, 1, c))

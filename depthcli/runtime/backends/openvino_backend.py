@@ -216,15 +216,19 @@ def blob_name(shape: tuple[int, ...] | None, ov_precision: str, threads: int, gr
     return f"{graph + '-' if graph else ''}{kind}-{ov_precision}-t{threads}"
 
 
-def fix_input_shape(graph: Any, shape: tuple[int, ...], embed_dim: int) -> Any:
-    """``graph`` (inputs: image, position) reshaped for images of exactly ``shape`` (N, 3, H, W):
-    what a model compiled for one shape is compiled from."""
+def fix_shapes(graph: Any, shapes: list[tuple[int, ...]]) -> Any:
+    """``graph`` reshaped for inputs of exactly ``shapes`` (in input order): what a model
+    compiled for one shape is compiled from."""
     import openvino as ov
 
-    tokens = 1 + (shape[2] // PATCH_SIZE) * (shape[3] // PATCH_SIZE)
-    graph.reshape({graph.inputs[0]: ov.PartialShape(list(shape)),
-                   graph.inputs[1]: ov.PartialShape([1, tokens, embed_dim])})
+    graph.reshape({port: ov.PartialShape(list(shape)) for port, shape in zip(graph.inputs, shapes, strict=True)})
     return graph
+
+
+def fix_input_shape(graph: Any, shape: tuple[int, ...], embed_dim: int) -> Any:
+    """``graph`` (inputs: image, position) reshaped for images of exactly ``shape`` (N, 3, H, W)."""
+    tokens = 1 + (shape[2] // PATCH_SIZE) * (shape[3] // PATCH_SIZE)
+    return fix_shapes(graph, [shape, (1, tokens, embed_dim)])
 
 
 def setup_cpu(backend: Any, precision: str, threads: int | None) -> None:

@@ -71,11 +71,12 @@ def cache_root() -> Path:
 
 def code_fingerprint(family: str) -> str:
     """sha256 over the source files the converted graph is traced from: the shared DINOv2
-    parts, the family's package, the configs and the graph wrapper. A change to the network's
-    code (between releases or in a working copy) never reuses a stale graph; changes elsewhere
-    (checkpoint readers, the CLI) keep the cache. Read as files: nothing is imported."""
+    parts, the family's package, the configs and the graph wrappers (every family's: a few
+    small files). A change to the network's code (between releases or in a working copy) never
+    reuses a stale graph; changes elsewhere (checkpoint readers, the CLI) keep the cache. Read
+    as files: nothing is imported."""
     model = PACKAGE_ROOT / "model"
-    files = [model / "configs.py", Path(__file__).with_name("openvino_graph.py")]
+    files = [model / "configs.py", *sorted(Path(__file__).parent.glob("openvino*_graph.py"))]
     for folder in ("dinov2", family):
         files += sorted((model / folder).glob("*.py"))
     digest = hashlib.sha256()

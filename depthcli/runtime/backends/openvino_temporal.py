@@ -3,15 +3,22 @@ graphs ``openvino_temporal_graph.py`` converts (encoder, window, stream, stream_
 for the CPU. No torch here: a cached model runs without it.
 
 Each graph is compiled once for any shape (its blob exported to the cache entry, so the next
-run imports it in a fraction of a second) and run with its own infer request. The encoder, the
-largest part, also gets a model compiled for one shape (36 ms against 46 for the dynamic one on
-a 336x252 frame in bf16 on a quiet host; less on a busy one) by the per-image backend's rule:
-once a shape has come ``STATIC_AFTER`` times (a camera's frames, a window's new frames), or at
-once when an earlier run exported its blob.
-One encoder is held at a time, so memory stays that of one: the dynamic one goes when a static
-one comes (a camera and a clip's windows keep one shape), and is imported again if needed.
+run imports it in a fraction of a second) and run with its own infer request. The encoder and
+the streaming graph, which run once per frame, also get a model compiled for one shape by the
+per-image backend's rule: once a shape has come ``STATIC_AFTER`` times (a camera's frames, a
+window's new frames), or at once when an earlier run exported its blob. On a 336x252 frame in
+bf16 the encoder takes 36 ms against 46 for the dynamic one (on a quiet host; less gain on a
+busy one), the streaming graph 30 against 34.
+One model of each graph is held at a time, so memory stays that of one: the dynamic one goes
+when a static one comes (a camera and a clip's windows keep one shape), and is imported again
+if needed.
 Outputs are copied out of the requests: the next call would overwrite them, and the clip
 runners keep features and states across calls.
+
+Streaming keeps the context in place: one buffer per state kind holds the 31 cached frames in
+slots (``schedule.ContextSlots``), handed to the graph without a copy, and each frame writes the
+two slots whose frame changed. Concatenating the 31 frames' states every frame (65 MB at 252)
+and projecting them again inside the graph took most of a frame's time.
 """
 from __future__ import annotations
 
@@ -23,9 +30,10 @@ import numpy as np
 
 from ...model.configs import PATCH_SIZE
 from ...model.errors import CheckpointError
+from ...model.video_depth_anything.schedule import ContextSlots
 from ..position import PositionCache
 from . import precision_name
-from .openvino_backend import STATIC_AFTER, _Compiled, blob_name, compile_or_import, fix_input_shape, setup_cpu
+from .openvino_backend import STATIC_AFTER, _Compiled, blob_name, compile_or_import, fix_shapes, setup_cpu
 from .openvino_cache import Entry, read_graph
 
 TAPS = 4  # tapped encoder levels: the decode graphs' first inputs
@@ -46,9 +54,10 @@ class OpenVinoTemporalBackend:
         setup_cpu(self, precision, threads)
         self._compiled: dict[str, tuple[Any, Any, Any]] = {}  # graph -> (compiled, request, blob)
         self._lock = threading.Lock()
-        self._context_buffers: dict[int, np.ndarray] = {}  # streaming: see _context_input
-        self._encoder_seen: Counter[tuple[int, ...]] = Counter()
-        self._static_encoder: _Compiled | None = None  # the encoder compiled for one shape, when held
+        self._slots = ContextSlots()  # streaming: which frame each slot of the buffers holds
+        self._slot_buffers: list[np.ndarray] = []  # per state kind, (pixels, slots, channels)
+        self._seen: Counter[tuple[str, tuple[int, ...]]] = Counter()  # (graph, shape key): calls
+        self._static: dict[str, _Compiled] = {}  # graph -> its model compiled for one set of shapes, when held
         self.compiles = 0
 
     @classmethod
@@ -79,26 +88,27 @@ class OpenVinoTemporalBackend:
                 self._compiled[name] = (compiled, compiled.create_infer_request(), blob)
             return self._compiled[name][1]
 
-    def _encoder_request(self, shape: tuple[int, ...]) -> Any:
-        """The encoder's request for frames of ``shape``: its own static model when the rule in
-        the module docstring says so, else the dynamic one."""
+    def _request_for(self, name: str, inputs: list[np.ndarray], key: tuple[int, ...]) -> Any:
+        """The request of graph ``name`` for ``inputs``: its model compiled for their shapes when
+        the rule in the module docstring says so, else the dynamic one. ``key`` (the frame's
+        shape, or the patch grid) determines every input's shape and names the compiled blob."""
         with self._lock:
-            self._encoder_seen[shape] += 1
-            held = self._static_encoder
-            if held is not None and held.shape == shape:
+            self._seen[name, key] += 1
+            held = self._static.get(name)
+            if held is not None and held.shape == key:
                 return held.request
-            name = blob_name(shape, self._ov_precision, self.threads, "encoder")
-            exported = self._entry is not None and self._entry.blob_path(name).exists()
-            if self._encoder_seen[shape] >= STATIC_AFTER or exported:
-                self._static_encoder = None  # the one held goes before the new one comes
-                compiled, blob, here = compile_or_import(
-                    self._core, self._config, self._entry, name,
-                    lambda: fix_input_shape(self._graph("encoder"), shape, int(self.recipe["embed_dim"])), self.notes)
+            blob = blob_name(key, self._ov_precision, self.threads, name)
+            exported = self._entry is not None and self._entry.blob_path(blob).exists()
+            if self._seen[name, key] >= STATIC_AFTER or exported:
+                self._static.pop(name, None)  # the one held goes before the new one comes
+                compiled, mapped, here = compile_or_import(
+                    self._core, self._config, self._entry, blob,
+                    lambda: fix_shapes(self._graph(name), [a.shape for a in inputs]), self.notes)
                 self.compiles += here
-                self._static_encoder = _Compiled(compiled, shape, blob)
-                self._compiled.pop("encoder", None)  # its weights go; imported again if a new shape comes
-                return self._static_encoder.request
-        return self._request("encoder")
+                self._static[name] = _Compiled(compiled, key, mapped)
+                self._compiled.pop(name, None)  # its weights go; imported again if a new shape comes
+                return self._static[name].request
+        return self._request(name)
 
     def prepare_dynamic(self) -> float:
         """Compile (or import) the encoder and the window graph now; seconds it took. At a first
@@ -115,8 +125,9 @@ class OpenVinoTemporalBackend:
     def encode(self, frames_nchw: np.ndarray) -> list[tuple[np.ndarray, ...]]:
         x = np.ascontiguousarray(frames_nchw, dtype=np.float32)
         h, w = x.shape[-2:]
-        request = self._encoder_request(tuple(x.shape))
-        request.infer({0: x, 1: self._position(h // PATCH_SIZE, w // PATCH_SIZE)}, share_inputs=True)
+        inputs = [x, self._position(h // PATCH_SIZE, w // PATCH_SIZE)]
+        request = self._request_for("encoder", inputs, tuple(x.shape))
+        request.infer(dict(enumerate(inputs)), share_inputs=True)
         taps = [request.get_output_tensor(i).data for i in range(TAPS)]
         return [tuple(t[i:i + 1].copy() for t in taps) for i in range(x.shape[0])]
 
@@ -139,25 +150,29 @@ class OpenVinoTemporalBackend:
 
     def decode_stream(self, features: tuple[np.ndarray, ...], grid_hw: tuple[int, int],
                       context: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
-        request = self._request("stream" if context else "stream_first")
-        inputs: dict[int, np.ndarray] = {i: features[i] for i in range(TAPS)}
-        inputs[TAPS] = np.zeros(grid_hw, np.float32)
+        inputs = [*features[:TAPS], np.zeros(grid_hw, np.float32)]
         if context:
-            for i in range(len(context[0])):
-                inputs[TAPS + 1 + i] = self._context_input(i, [states[i] for states in context])
-        request.infer(inputs, share_inputs=True)  # read-only inputs: no copy into the request
+            inputs += self._slot_inputs(context)
+            request = self._request_for("stream", inputs, grid_hw)
+        else:  # a stream's first frame: once
+            request = self._request("stream_first")
+        request.infer(dict(enumerate(inputs)), share_inputs=True)  # read-only inputs: no copy into the request
         outputs = [request.get_output_tensor(i).data.copy() for i in range(len(request.model_outputs))]
         return outputs[0][0], tuple(outputs[1:])
 
-    def _context_input(self, index: int, states: list[np.ndarray]) -> np.ndarray:
-        """The cached states of one kind concatenated along time, into a buffer kept from frame
-        to frame: a fresh array each frame (tens of MB) would fault its pages in every time."""
-        shape = list(states[0].shape)
-        shape[1] = sum(s.shape[1] for s in states)
-        buffer = self._context_buffers.get(index)
-        if buffer is None or list(buffer.shape) != shape:
-            buffer = self._context_buffers[index] = np.empty(shape, np.float32)
-        return np.concatenate(states, axis=1, out=buffer)
+    def _slot_inputs(self, context: list[tuple[np.ndarray, ...]]) -> list[np.ndarray]:
+        """The ``stream`` graph's cached inputs: the slot buffers, with the states the slots do
+        not hold yet written in, then the slots' positions."""
+        shapes = [(s.shape[0], len(context), s.shape[2]) for s in context[0]]
+        if [b.shape for b in self._slot_buffers] != shapes:  # the first stream, or a new grid
+            self._slot_buffers = [np.empty(shape, np.float32) for shape in shapes]
+            self._slots.clear()
+        writes, positions = self._slots.place(context)
+        for slot, states in writes:
+            for buffer, state in zip(self._slot_buffers, states, strict=True):
+                buffer[:, slot] = state[:, 0]
+        return [*self._slot_buffers, np.asarray(positions, np.int64)]
 
     def describe(self) -> str:
         return f"openvino cpu {precision_name(self.dtype)}"
+

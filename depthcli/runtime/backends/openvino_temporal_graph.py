@@ -9,9 +9,13 @@
 - ``window_fine``: taps 0 and 1 of a few frames + their ``path`` + ``grid`` -> ``depth (N,
   14gh, 14gw)``: the per-frame half, which the runtime runs ``FINE_CHUNK`` frames at a time (as
   the original's micro-batch), so a window never holds all 32 frames' largest maps at once.
-- ``stream``: the taps of one frame + ``grid`` + ``past0..past7``, the ``concat_states`` of 31
-  earlier frames -> ``depth (1, 14gh, 14gw)`` and ``state0..state7``, the frame's own states to
-  cache (``(pixels, 1, channels)``, the same layout with time length 1).
+- ``stream``: the taps of one frame + ``grid`` + ``past0..past7``, the states of 31 earlier
+  frames held in slots (``(pixels, 31, channels)``, slot-major within a pixel, any frame order) +
+  ``positions`` (32 int64: each slot's place in the context, then the frame's) -> ``depth (1,
+  14gh, 14gw)`` and ``state0..state7``, the frame's own states to cache (``(pixels, 1,
+  channels)``). The attentions run as ``TemporalAttention.attend_slots``: the runtime writes
+  only the slots whose frame changed (``schedule.ContextSlots``), and no cached state is
+  projected again.
 - ``stream_first``: the taps of one frame + ``grid`` -> the same outputs as ``stream``: the first
   frame of a stream, which has no cache. The original runs it as a one-frame window (each
   attention sees that frame alone); no cached input to ``stream`` reproduces that (a copy of the
@@ -37,15 +41,14 @@ from torch import nn
 
 from ...model.configs import PATCH_SIZE
 from ...model.video_depth_anything.head import MOTION_MODULES, STATES, TemporalDPTHead
-from ...model.video_depth_anything.schedule import WINDOW
+from ...model.video_depth_anything.schedule import STREAM_CONTEXT, WINDOW
 from ...model.video_depth_anything.temporal import STATES_PER_MODULE
 from .openvino_graph import PositionFedModel, _with_child, float_cpu_model, position_encoding, trace
 
 GRAPHS = ("encoder", "window", "window_fine", "stream", "stream_first")
 TAPS = tuple(f"tap{i}" for i in range(4))
-PAST = tuple(f"past{i}" for i in range(STATES))  # the cached states fed to ``stream``
+PAST = tuple(f"past{i}" for i in range(STATES))  # the cached states fed to ``stream``, in slots
 NEW_STATES = tuple(f"state{i}" for i in range(STATES))  # the frame's own, returned
-STREAM_CONTEXT = WINDOW - 1  # cached frames a streaming frame attends to (``StreamCache.context``)
 EXAMPLE_GRID = (2, 3)  # any grid works; small keeps tracing fast (the grid stays dynamic)
 
 
@@ -58,9 +61,10 @@ class _EncoderGraph(PositionFedModel):
 
 
 class _DecodeGraph(nn.Module):
-    """``forward(tap0, .., tap3, grid[, past0, .., past7])`` -> depth (and the new states):
-    ``decode`` of ``frames`` frames with the grid read from ``grid``'s shape. Holds the model
-    without its encoder (a shallow copy), so the graph carries the head's weights only."""
+    """``forward(tap0, .., tap3, grid[, past0, .., past7, positions])`` -> depth (and the new
+    states): ``decode`` of ``frames`` frames with the grid read from ``grid``'s shape, the past
+    in slots. Holds the model without its encoder (a shallow copy), so the graph carries the
+    head's weights only."""
 
     def __init__(self, model: nn.Module, frames: int, *, cached: bool, states: bool) -> None:
         super().__init__()
@@ -68,11 +72,12 @@ class _DecodeGraph(nn.Module):
         self.frames, self.cached, self.states = frames, cached, states
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
-        taps, grid, past = list(inputs[:4]), inputs[4], inputs[5:]
-        if len(past) != (STATES if self.cached else 0):
-            raise ValueError(f"{len(past)} cached states given")
+        taps, grid, past = list(inputs[:4]), inputs[4], list(inputs[5:])
+        if len(past) != (STATES + 1 if self.cached else 0):
+            raise ValueError(f"{len(past)} cached inputs given")
+        positions = past.pop() if self.cached else None
         depth, states = self.net.decode(taps, grid.shape[0], grid.shape[1], self.frames,
-                                        list(past) if self.cached else None)
+                                        past if self.cached else None, positions)
         return (depth, *states) if self.states else depth
 
 
@@ -137,10 +142,12 @@ def convert_temporal(model: nn.Module) -> dict[str, tuple[Any, float]]:
     grid_shape = {"grid": ov.PartialShape([-1, -1])}
     past_shapes = {name: ov.PartialShape([-1, STREAM_CONTEXT, ch])
                    for name, ch in zip(PAST, state_channels(model), strict=True)}
+    past_shapes["positions"] = ov.PartialShape([STREAM_CONTEXT + 1])
     with torch.no_grad():
         _, first_states = model.decode(taps, gh, gw, 1)
         path, _ = model.head.coarse(taps[2:], gh, gw, 1)
-    past = tuple(s.expand(-1, STREAM_CONTEXT, -1).contiguous() for s in first_states)
+    past = (*(s.expand(-1, STREAM_CONTEXT, -1).contiguous() for s in first_states),
+            torch.arange(STREAM_CONTEXT + 1))
     outputs = ("depth", *NEW_STATES)
     return {
         "encoder": trace(encoder, (example_image, position),
