@@ -146,12 +146,13 @@ class _Session:
                 click.echo(f"depthcli: capture stopped: {frames.error}", err=True)
 
     def _show_result(self, frame, prediction, fps_ema: float | None) -> bool:  # noqa: ANN001
-        """Render, record and show one frame's depth; False when the user quits."""
+        """Render, record, report and show one frame's depth; False when the user quits. A frame
+        is reported once it is in the recording: a run stopped after "frame N" keeps N frames."""
         view = self._render(frame, prediction.depth_hw)
         self._last = (frame, prediction, view)
-        self.reporter.done(prediction.stats)
         if self.recorder is not None:
             self.recorder.write(view)
+        self.reporter.done(prediction.stats)
         return self.window is None or self._show(view, prediction.stats, fps_ema)
 
     def _render(self, frame, depth):  # noqa: ANN001, ANN202
