@@ -175,4 +175,3 @@ class OpenVinoTemporalBackend:
 
     def describe(self) -> str:
         return f"openvino cpu {precision_name(self.dtype)}"
-
